@@ -1,0 +1,83 @@
+package v1beta1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// ReleasePolicy decides what happens to a claimed inventory when its selector goes.
+// +kubebuilder:validation:Enum=Release;Delete
+type ReleasePolicy string
+
+const (
+	// ReleasePolicyRelease returns the inventory to the pool with a cleanup plan.
+	ReleasePolicyRelease ReleasePolicy = "Release"
+	// ReleasePolicyDelete deletes the inventory (upstream behaviour).
+	ReleasePolicyDelete ReleasePolicy = "Delete"
+)
+
+type MachineRegistrationSpec struct {
+	// Token is a static registration token; it must be unique across all
+	// MachineRegistrations. When empty, a random token is generated once.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`
+	Token string `json:"token,omitempty"`
+	// MachineName is the template for new inventories' names (and host names).
+	// +optional
+	MachineName string `json:"machineName,omitempty"`
+	// MachineInventoryLabels are label templates, re-rendered at every registration.
+	// +optional
+	MachineInventoryLabels map[string]string `json:"machineInventoryLabels,omitempty"`
+	// MachineInventoryAnnotations are annotation templates, re-rendered at every registration.
+	// +optional
+	MachineInventoryAnnotations map[string]string `json:"machineInventoryAnnotations,omitempty"`
+	// LabelPrefix prefixes keys sent by the client: "" means elemental.cattle.io, "-" means none.
+	// +optional
+	LabelPrefix string `json:"labelPrefix,omitempty"`
+	// Config is handed to registering hosts.
+	// +optional
+	Config Config `json:"config,omitempty"`
+	// ReleasePolicy (Extension) is copied to new inventories at first registration.
+	// +optional
+	// +kubebuilder:default:=Release
+	ReleasePolicy ReleasePolicy `json:"releasePolicy,omitempty"`
+}
+
+type MachineRegistrationStatus struct {
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// RegistrationURL is <base>/elemental/registration/<registrationToken>, kept
+	// current when the base URL changes.
+	// +optional
+	RegistrationURL string `json:"registrationURL,omitempty"`
+	// RegistrationToken is spec.token, or a generated random token.
+	// +optional
+	RegistrationToken string `json:"registrationToken,omitempty"`
+	// ServiceAccountRef is upstream's registration-wide account. Never set by this
+	// operator (credentials are per inventory); an existing value is left alone.
+	// +optional
+	ServiceAccountRef *corev1.ObjectReference `json:"serviceAccountRef,omitempty"`
+}
+
+// +genclient
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// MachineRegistration defines how hosts register.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:path=machineregistrations,scope=Namespaced,shortName=elmr,categories=elemental
+// +kubebuilder:metadata:labels="cluster.x-k8s.io/v1beta1=v1beta1"
+// +kubebuilder:metadata:labels="cluster.x-k8s.io/v1beta2=v1beta1"
+// +kubebuilder:metadata:labels="cluster.x-k8s.io/provider=infrastructure-elemental"
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="URL",type=string,JSONPath=`.status.registrationURL`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type MachineRegistration struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   MachineRegistrationSpec   `json:"spec,omitempty"`
+	Status MachineRegistrationStatus `json:"status,omitempty"`
+}

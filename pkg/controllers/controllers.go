@@ -1,0 +1,139 @@
+// Package controllers is the composition root: it builds every typed
+// controller on one shared lasso controller factory, registers the handlers of
+// each controller package, and starts them (inside leader election).
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/rancher/lasso/pkg/controller"
+	"github.com/rancher/wrangler/v3/pkg/apply"
+	corectl "github.com/rancher/wrangler/v3/pkg/generated/controllers/core"
+	corev1ctl "github.com/rancher/wrangler/v3/pkg/generated/controllers/core/v1"
+	rbacctl "github.com/rancher/wrangler/v3/pkg/generated/controllers/rbac"
+	rbacv1ctl "github.com/rancher/wrangler/v3/pkg/generated/controllers/rbac/v1"
+	"github.com/rancher/wrangler/v3/pkg/generic"
+	"github.com/rancher/wrangler/v3/pkg/schemes"
+	"github.com/rancher/wrangler/v3/pkg/start"
+	"github.com/sirupsen/logrus"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/kubernetes"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/workqueue"
+
+	capictl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/cluster.x-k8s.io"
+	capiv1beta2ctl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/cluster.x-k8s.io/v1beta2"
+	elementalctl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/elemental.cattle.io"
+	elementalv1beta1ctl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/elemental.cattle.io/v1beta1"
+	mgmtctl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/management.cattle.io"
+	mgmtv3ctl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/management.cattle.io/v3"
+)
+
+// ControllerName is the field manager, user agent and event source.
+const ControllerName = "elemental-operator"
+
+// AppContext holds the typed controllers every handler package draws from.
+// Caches are only started for the kinds a handler actually uses.
+type AppContext struct {
+	Elemental  elementalv1beta1ctl.Interface
+	Core       corev1ctl.Interface
+	RBAC       rbacv1ctl.Interface
+	CAPI       capiv1beta2ctl.Interface
+	Management mgmtv3ctl.Interface
+
+	K8s      kubernetes.Interface
+	Apply    apply.Apply
+	Recorder record.EventRecorder
+
+	Namespace string
+	starters  []start.Starter
+}
+
+// NewAppContext builds the factories on one shared controller factory.
+// namespace is the operator's own namespace.
+func NewAppContext(cfg *rest.Config, namespace string) (*AppContext, error) {
+	cfg = rest.CopyConfig(cfg)
+	cfg.UserAgent = ControllerName
+
+	scf, err := controller.NewSharedControllerFactoryFromConfigWithOptions(cfg, schemes.All, &controller.SharedControllerFactoryOptions{
+		// Conflicts are expected under contention: retry fast, back off to 30s
+		// (the cap capi-rancher.md §4 asks for missing bootstrap data).
+		DefaultRateLimiter: workqueue.NewTypedItemExponentialFailureRateLimiter[any](5*time.Millisecond, 30*time.Second),
+		DefaultWorkers:     5,
+	})
+	if err != nil {
+		return nil, err
+	}
+	opts := &generic.FactoryOptions{SharedControllerFactory: scf}
+
+	elemental, err := elementalctl.NewFactoryFromConfigWithOptions(cfg, opts)
+	if err != nil {
+		return nil, err
+	}
+	core, err := corectl.NewFactoryFromConfigWithOptions(cfg, opts)
+	if err != nil {
+		return nil, err
+	}
+	rbac, err := rbacctl.NewFactoryFromConfigWithOptions(cfg, opts)
+	if err != nil {
+		return nil, err
+	}
+	capi, err := capictl.NewFactoryFromConfigWithOptions(cfg, opts)
+	if err != nil {
+		return nil, err
+	}
+	mgmt, err := mgmtctl.NewFactoryFromConfigWithOptions(cfg, opts)
+	if err != nil {
+		return nil, err
+	}
+	k8s, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	ap, err := apply.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+
+	broadcaster := record.NewBroadcaster()
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: k8s.CoreV1().Events("")})
+	recorder := broadcaster.NewRecorder(schemes.All, corev1.EventSource{Component: ControllerName})
+
+	return &AppContext{
+		Elemental:  elemental.Elemental().V1beta1(),
+		Core:       core.Core().V1(),
+		RBAC:       rbac.Rbac().V1(),
+		CAPI:       capi.Cluster().V1beta2(),
+		Management: mgmt.Management().V3(),
+		K8s:        k8s,
+		Apply:      ap.WithSetOwnerReference(true, false),
+		Recorder:   recorder,
+		Namespace:  namespace,
+		starters:   []start.Starter{elemental, core, rbac, capi, mgmt},
+	}, nil
+}
+
+// Options are the knobs handlers need from the command line.
+type Options struct {
+	// ServerURL overrides the Rancher server-url Setting when non-empty.
+	ServerURL string
+}
+
+// Register registers every handler. It never starts anything: Start does,
+// once, inside leader election.
+func Register(ctx context.Context, app *AppContext, opts Options) error {
+	logrus.WithField("namespace", app.Namespace).Debug("registering controllers")
+	return nil
+}
+
+// Start syncs the caches the handlers asked for, then runs the workers.
+func (a *AppContext) Start(ctx context.Context, workers int) error {
+	if err := start.All(ctx, workers, a.starters...); err != nil {
+		return fmt.Errorf("starting controllers: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,108 @@
+// Package operator runs the elemental-operator process: CRD installation,
+// health and metrics endpoints, leader election and the controllers.
+package operator
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+)
+
+// EnvPrefix prefixes the environment variable of every flag:
+// --leader-elect is also read from ELEMENTAL_OPERATOR_LEADER_ELECT.
+const EnvPrefix = "ELEMENTAL_OPERATOR_"
+
+// Config is the operator's whole command-line configuration.
+type Config struct {
+	Kubeconfig       string
+	Namespace        string
+	InstallCRDs      bool
+	LeaderElect      bool
+	Workers          int
+	MetricsAddr      string
+	HealthAddr       string
+	RegistrationAddr string
+	ServerURL        string
+	Debug            bool
+
+	LeaseDuration time.Duration
+	RenewDeadline time.Duration
+	RetryPeriod   time.Duration
+}
+
+// DefaultConfig has the documented defaults.
+func DefaultConfig() Config {
+	return Config{
+		Namespace:        "cattle-elemental-system",
+		InstallCRDs:      true,
+		LeaderElect:      true,
+		Workers:          5,
+		MetricsAddr:      ":8080",
+		HealthAddr:       ":9440",
+		RegistrationAddr: ":8443",
+		LeaseDuration:    15 * time.Second,
+		RenewDeadline:    10 * time.Second,
+		RetryPeriod:      2 * time.Second,
+	}
+}
+
+// EnvName is the environment variable that backs a flag.
+func EnvName(flagName string) string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// BindFlags declares every flag on fs, with the defaults already in c.
+func (c *Config) BindFlags(fs *flag.FlagSet) {
+	str := func(p *string, name, usage string) { fs.StringVar(p, name, *p, usage+" [$"+EnvName(name)+"]") }
+	boolean := func(p *bool, name, usage string) { fs.BoolVar(p, name, *p, usage+" [$"+EnvName(name)+"]") }
+	dur := func(p *time.Duration, name, usage string) { fs.DurationVar(p, name, *p, usage+" [$"+EnvName(name)+"]") }
+
+	str(&c.Kubeconfig, "kubeconfig", "path to a kubeconfig; empty uses $KUBECONFIG, then the in-cluster config")
+	str(&c.Namespace, "namespace", "the operator's own namespace (lease, generated TLS secret)")
+	boolean(&c.InstallCRDs, "install-crds", "install or upgrade the elemental.cattle.io CRDs at start-up")
+	boolean(&c.LeaderElect, "leader-elect", "run controllers only while holding the elemental-operator Lease (required with more than one replica)")
+	fs.IntVar(&c.Workers, "workers", c.Workers, "worker goroutines per controller [$"+EnvName("workers")+"]")
+	str(&c.MetricsAddr, "metrics-addr", "address of the Prometheus /metrics endpoint; empty disables it")
+	str(&c.HealthAddr, "health-addr", "address of the /healthz and /readyz endpoints; empty disables them")
+	str(&c.RegistrationAddr, "registration-addr", "address of the HTTPS registration server; empty disables it")
+	str(&c.ServerURL, "server-url", "base URL of registration and agent endpoints; overrides the Rancher server-url Setting")
+	boolean(&c.Debug, "debug", "debug logging")
+	dur(&c.LeaseDuration, "leader-elect-lease-duration", "how long a lease is valid without renewal")
+	dur(&c.RenewDeadline, "leader-elect-renew-deadline", "how long the leader retries renewing before giving up")
+	dur(&c.RetryPeriod, "leader-elect-retry-period", "how often candidates try to acquire or renew the lease")
+}
+
+// ApplyEnv sets every flag not given on the command line from its
+// environment variable. Call it after fs.Parse.
+func ApplyEnv(fs *flag.FlagSet) error {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if given[f.Name] || err != nil {
+			return
+		}
+		if v, ok := os.LookupEnv(EnvName(f.Name)); ok {
+			if setErr := fs.Set(f.Name, v); setErr != nil {
+				err = fmt.Errorf("%s=%q: %w", EnvName(f.Name), v, setErr)
+			}
+		}
+	})
+	return err
+}
+
+// Validate rejects configurations that cannot work.
+func (c *Config) Validate() error {
+	if c.Namespace == "" {
+		return fmt.Errorf("--namespace must not be empty")
+	}
+	if c.Workers < 1 {
+		return fmt.Errorf("--workers must be at least 1, got %d", c.Workers)
+	}
+	if c.LeaderElect && !(c.LeaseDuration > c.RenewDeadline && c.RenewDeadline > c.RetryPeriod && c.RetryPeriod > 0) {
+		return fmt.Errorf("leader election needs lease-duration > renew-deadline > retry-period > 0")
+	}
+	return nil
+}

@@ -1,0 +1,65 @@
+package operator
+
+import (
+	"flag"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func parse(t *testing.T, args []string, env map[string]string) (Config, error) {
+	t.Helper()
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	cfg := DefaultConfig()
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	cfg.BindFlags(fs)
+	require.NoError(t, fs.Parse(args))
+	return cfg, ApplyEnv(fs)
+}
+
+func TestEnvironmentBacksEveryFlag(t *testing.T) {
+	cfg, err := parse(t, nil, map[string]string{
+		"ELEMENTAL_OPERATOR_NAMESPACE":                   "from-env",
+		"ELEMENTAL_OPERATOR_LEADER_ELECT":                "false",
+		"ELEMENTAL_OPERATOR_WORKERS":                     "9",
+		"ELEMENTAL_OPERATOR_SERVER_URL":                  "https://rancher.example.com",
+		"ELEMENTAL_OPERATOR_LEADER_ELECT_LEASE_DURATION": "1m",
+	})
+	require.NoError(t, err)
+	assert.Equal(t, "from-env", cfg.Namespace)
+	assert.False(t, cfg.LeaderElect)
+	assert.Equal(t, 9, cfg.Workers)
+	assert.Equal(t, "https://rancher.example.com", cfg.ServerURL)
+	assert.Equal(t, time.Minute, cfg.LeaseDuration)
+	assert.Equal(t, ":8443", cfg.RegistrationAddr, "unset variables keep the default")
+}
+
+func TestFlagWinsOverEnvironment(t *testing.T) {
+	cfg, err := parse(t, []string{"--namespace=from-flag"}, map[string]string{"ELEMENTAL_OPERATOR_NAMESPACE": "from-env"})
+	require.NoError(t, err)
+	assert.Equal(t, "from-flag", cfg.Namespace)
+}
+
+func TestBadEnvironmentValueIsAnError(t *testing.T) {
+	_, err := parse(t, nil, map[string]string{"ELEMENTAL_OPERATOR_WORKERS": "many"})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "ELEMENTAL_OPERATOR_WORKERS")
+}
+
+func TestValidate(t *testing.T) {
+	cfg := DefaultConfig()
+	require.NoError(t, cfg.Validate())
+	cfg.Workers = 0
+	assert.Error(t, cfg.Validate())
+	cfg = DefaultConfig()
+	cfg.RenewDeadline = cfg.LeaseDuration
+	assert.Error(t, cfg.Validate())
+	cfg.LeaderElect = false
+	assert.NoError(t, cfg.Validate(), "lease timings only matter with leader election")
+	cfg.Namespace = ""
+	assert.Error(t, cfg.Validate())
+}
