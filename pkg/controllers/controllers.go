@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/rancher/lasso/pkg/cache"
 	"github.com/rancher/lasso/pkg/controller"
 	"github.com/rancher/wrangler/v3/pkg/apply"
 	corectl "github.com/rancher/wrangler/v3/pkg/generated/controllers/core"
@@ -19,12 +20,17 @@ import (
 	"github.com/rancher/wrangler/v3/pkg/start"
 	"github.com/sirupsen/logrus"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
 
+	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
+	"github.com/elemental-operator/elemental-operator/pkg/controllers/machineinventory"
 	capictl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/cluster.x-k8s.io"
 	capiv1beta2ctl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/cluster.x-k8s.io/v1beta2"
 	elementalctl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/elemental.cattle.io"
@@ -58,8 +64,24 @@ type AppContext struct {
 func NewAppContext(cfg *rest.Config, namespace string) (*AppContext, error) {
 	cfg = rest.CopyConfig(cfg)
 	cfg.UserAgent = ControllerName
+	// The API server warns on every write that our (spec-mandated) finalizer
+	// names have no path; say it once.
+	cfg.WarningHandler = rest.NewWarningWriter(logrus.StandardLogger().WriterLevel(logrus.WarnLevel), rest.WarningWriterOptions{Deduplicate: true})
 
+	// Only our own Secrets, ServiceAccounts, Roles and RoleBindings are
+	// cached: a Rancher management cluster has many more, and memory matters.
+	managed := func(opts *metav1.ListOptions) { opts.LabelSelector = elementalv1.ManagedLabel + "=true" }
 	scf, err := controller.NewSharedControllerFactoryFromConfigWithOptions(cfg, schemes.All, &controller.SharedControllerFactoryOptions{
+		CacheOptions: &cache.SharedCacheFactoryOptions{
+			// A slow resync is a safety net, not the mechanism (capi-rancher.md §5.3).
+			DefaultResync: 5 * time.Minute,
+			KindTweakList: map[schema.GroupVersionKind]cache.TweakListOptionsFunc{
+				corev1.SchemeGroupVersion.WithKind("Secret"):         managed,
+				corev1.SchemeGroupVersion.WithKind("ServiceAccount"): managed,
+				rbacv1.SchemeGroupVersion.WithKind("Role"):           managed,
+				rbacv1.SchemeGroupVersion.WithKind("RoleBinding"):    managed,
+			},
+		},
 		// Conflicts are expected under contention: retry fast, back off to 30s
 		// (the cap capi-rancher.md §4 asks for missing bootstrap data).
 		DefaultRateLimiter: workqueue.NewTypedItemExponentialFailureRateLimiter[any](5*time.Millisecond, 30*time.Second),
@@ -121,12 +143,16 @@ func NewAppContext(cfg *rest.Config, namespace string) (*AppContext, error) {
 type Options struct {
 	// ServerURL overrides the Rancher server-url Setting when non-empty.
 	ServerURL string
+	// ResetTimeout bounds the wait for a host to apply its reset plan.
+	ResetTimeout time.Duration
 }
 
 // Register registers every handler. It never starts anything: Start does,
 // once, inside leader election.
 func Register(ctx context.Context, app *AppContext, opts Options) error {
 	logrus.WithField("namespace", app.Namespace).Debug("registering controllers")
+	machineinventory.Register(ctx, app.Elemental.MachineInventory(), app.Elemental.MachineInventorySelector(),
+		app.Core.Secret(), app.K8s, app.Recorder, machineinventory.Options{ResetTimeout: opts.ResetTimeout})
 	return nil
 }
 

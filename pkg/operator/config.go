@@ -26,6 +26,7 @@ type Config struct {
 	RegistrationAddr string
 	ServerURL        string
 	Debug            bool
+	ResetTimeout     time.Duration
 
 	LeaseDuration time.Duration
 	RenewDeadline time.Duration
@@ -42,6 +43,7 @@ func DefaultConfig() Config {
 		MetricsAddr:      ":8080",
 		HealthAddr:       ":9440",
 		RegistrationAddr: ":8443",
+		ResetTimeout:     30 * time.Minute,
 		LeaseDuration:    15 * time.Second,
 		RenewDeadline:    10 * time.Second,
 		RetryPeriod:      2 * time.Second,
@@ -69,6 +71,7 @@ func (c *Config) BindFlags(fs *flag.FlagSet) {
 	str(&c.RegistrationAddr, "registration-addr", "address of the HTTPS registration server; empty disables it")
 	str(&c.ServerURL, "server-url", "base URL of registration and agent endpoints; overrides the Rancher server-url Setting")
 	boolean(&c.Debug, "debug", "debug logging")
+	dur(&c.ResetTimeout, "reset-timeout", "how long a deleting, resettable inventory waits for its host to apply the reset plan")
 	dur(&c.LeaseDuration, "leader-elect-lease-duration", "how long a lease is valid without renewal")
 	dur(&c.RenewDeadline, "leader-elect-renew-deadline", "how long the leader retries renewing before giving up")
 	dur(&c.RetryPeriod, "leader-elect-retry-period", "how often candidates try to acquire or renew the lease")

@@ -78,7 +78,7 @@ func RunWithConfig(parent context.Context, cfg Config, restCfg *rest.Config, ver
 	if err != nil {
 		return err
 	}
-	if err := controllers.Register(ctx, app, controllers.Options{ServerURL: cfg.ServerURL}); err != nil {
+	if err := controllers.Register(ctx, app, controllers.Options{ServerURL: cfg.ServerURL, ResetTimeout: cfg.ResetTimeout}); err != nil {
 		return fmt.Errorf("registering controllers: %w", err)
 	}
 	ready.Store(true)

@@ -1,0 +1,68 @@
+// Package machineinventory runs the MachineInventory lifecycle: the plan
+// Secret, plan state from the agent's write-back, release back to the pool,
+// and deletion (reset, then explicit cleanup of everything the inventory owns).
+// It is the only writer of MachineInventory status.
+package machineinventory
+
+import (
+	"context"
+	"time"
+
+	corev1ctl "github.com/rancher/wrangler/v3/pkg/generated/controllers/core/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/record"
+
+	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
+	elementalctl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/elemental.cattle.io/v1beta1"
+	"github.com/elemental-operator/elemental-operator/pkg/stale"
+)
+
+// Options tune the controller.
+type Options struct {
+	// ResetTimeout bounds how long a deleting, resettable inventory waits for
+	// its host to apply the reset plan (an offline host never blocks deletion).
+	ResetTimeout time.Duration
+}
+
+type handler struct {
+	inventories elementalctl.MachineInventoryController
+	selectors   elementalctl.MachineInventorySelectorCache
+	secrets     corev1ctl.SecretController
+	k8s         kubernetes.Interface
+	recorder    record.EventRecorder
+	opts        Options
+	now         func() time.Time
+	// written skips cache copies older than our own last write.
+	written *stale.Guard
+}
+
+// Register wires the handlers. Plan Secret and selector changes are mapped back
+// to the inventory they concern.
+func Register(ctx context.Context, inventories elementalctl.MachineInventoryController,
+	selectors elementalctl.MachineInventorySelectorController, secrets corev1ctl.SecretController,
+	k8s kubernetes.Interface, recorder record.EventRecorder, opts Options) {
+	h := &handler{
+		inventories: inventories,
+		selectors:   selectors.Cache(),
+		secrets:     secrets,
+		k8s:         k8s,
+		recorder:    recorder,
+		opts:        opts,
+		now:         time.Now,
+		written:     stale.New(),
+	}
+	inventories.OnChange(ctx, "machineinventory", h.OnChange)
+	secrets.OnChange(ctx, "plan-secret-to-machineinventory", func(_ string, s *corev1.Secret) (*corev1.Secret, error) {
+		if s != nil && s.Type == elementalv1.PlanSecretType {
+			inventories.Enqueue(s.Namespace, s.Name)
+		}
+		return s, nil
+	})
+	selectors.OnChange(ctx, "selector-to-machineinventory", func(_ string, mis *elementalv1.MachineInventorySelector) (*elementalv1.MachineInventorySelector, error) {
+		if mis != nil && mis.Status.MachineInventoryRef != nil && mis.Status.MachineInventoryRef.Name != "" {
+			inventories.Enqueue(mis.Namespace, mis.Status.MachineInventoryRef.Name)
+		}
+		return mis, nil
+	})
+}

@@ -1,0 +1,133 @@
+package machineinventory_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
+	"github.com/elemental-operator/elemental-operator/pkg/credentials"
+	"github.com/elemental-operator/elemental-operator/pkg/plans"
+	"github.com/elemental-operator/elemental-operator/pkg/testenv"
+)
+
+// TestRealSystemAgent runs the real rancher-system-agent v0.3.4, sandboxed, in
+// remote mode with the inventory's own token.
+func TestRealSystemAgent(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	mi := newInventory(t, ns, "host-a", nil)
+	other := newInventory(t, ns, "host-b", nil)
+	getSecret(t, ns, "host-a")
+	getSecret(t, ns, "host-b")
+	require.NoError(t, credentials.Ensure(ctx, env.Client, mi))
+	require.NoError(t, credentials.Ensure(ctx, env.Client, other))
+	token, expires, err := credentials.Token(ctx, env.Client, mi, 24*time.Hour)
+	require.NoError(t, err)
+	assert.True(t, expires.After(time.Now().Add(23*time.Hour)))
+
+	startAgent := func() *testenv.Agent {
+		a, err := testenv.StartAgent(testenv.AgentOptionsFor(env.Config, token, ns, "host-a"))
+		require.NoError(t, err)
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("agent output:\n%s", a.Output())
+			}
+			a.Stop()
+		})
+		return a
+	}
+	agent := startAgent()
+
+	t.Run("the empty plan is applied and the inventory turns Ready", func(t *testing.T) {
+		mi := waitReason(t, ns, "host-a", elementalv1.ConditionReady, metav1.ConditionTrue, elementalv1.ReasonPlanSuccessfullyApplied, 90*time.Second)
+		assert.Equal(t, "Available", mi.Status.Phase)
+		assert.Equal(t, plans.EmptyChecksum, string(getSecret(t, ns, "host-a").Data["applied-checksum"]))
+	})
+
+	var failing []byte
+	t.Run("a failing plan shows its output although an older checksum stays applied", func(t *testing.T) {
+		// stdout: agent v0.3.4 drops stderr of combined output (its buffer is copied by value).
+		failing = []byte(`{"instructions":[{"name":"break","command":"sh","args":["-c","echo disk on fire; exit 3"],"saveOutput":true}]}`)
+		writePlan(t, ns, "host-a", failing, elementalv1.PlanTypeBootstrap)
+		mi := waitReason(t, ns, "host-a", elementalv1.ConditionPlanReady, metav1.ConditionFalse, elementalv1.ReasonPlanFailure, 90*time.Second)
+		assert.Equal(t, elementalv1.PlanFailed, mi.Status.Plan.State)
+		assert.Equal(t, plans.EmptyChecksum, mi.Status.Plan.AppliedChecksum, "the agent keeps the old applied-checksum")
+		assert.GreaterOrEqual(t, mi.Status.Plan.FailureCount, 1)
+		assert.Contains(t, condition(mi, elementalv1.ConditionPlanReady).Message, "disk on fire")
+		assert.Equal(t, metav1.ConditionFalse, condition(mi, elementalv1.ConditionReady).Status)
+	})
+
+	t.Run("fixing the plan recovers", func(t *testing.T) {
+		fixed := []byte(`{"files":[{"path":"/var/lib/elemental/marker","content":"b2s=","permissions":"0600"}],` +
+			`"instructions":[{"name":"check","command":"sh","args":["-c","test \"$(cat /var/lib/elemental/marker)\" = ok && echo fine"],"saveOutput":true}]}`)
+		writePlan(t, ns, "host-a", fixed, elementalv1.PlanTypeBootstrap)
+		mi := waitReason(t, ns, "host-a", elementalv1.ConditionReady, metav1.ConditionTrue, elementalv1.ReasonPlanSuccessfullyApplied, 90*time.Second)
+		assert.Equal(t, plans.Checksum(fixed), mi.Status.Plan.AppliedChecksum)
+	})
+
+	t.Run("restarting the agent is harmless", func(t *testing.T) {
+		before := getSecret(t, ns, "host-a")
+		agent.Stop()
+		agent = startAgent()
+		// The restarted agent re-runs the plan once and writes back again.
+		eventually(t, 90*time.Second, func() error {
+			s := getSecret(t, ns, "host-a")
+			if s.ResourceVersion == before.ResourceVersion {
+				return fmt.Errorf("no write-back from the restarted agent yet")
+			}
+			return nil
+		})
+		mi := waitReason(t, ns, "host-a", elementalv1.ConditionReady, metav1.ConditionTrue, elementalv1.ReasonPlanSuccessfullyApplied, 30*time.Second)
+		assert.Equal(t, string(before.Data["applied-checksum"]), mi.Status.Plan.AppliedChecksum)
+		assert.False(t, agent.Exited())
+	})
+
+	t.Run("the token reaches only its own plan Secret", func(t *testing.T) {
+		hostCfg := &rest.Config{Host: env.Config.Host, BearerToken: token, TLSClientConfig: rest.TLSClientConfig{CAData: env.Config.CAData}}
+		host := kubernetes.NewForConfigOrDie(hostCfg)
+		secrets := host.CoreV1().Secrets(ns)
+
+		own, err := secrets.Get(ctx, "host-a", metav1.GetOptions{})
+		require.NoError(t, err, "get own plan secret")
+		_, err = secrets.List(ctx, metav1.ListOptions{FieldSelector: "metadata.name=host-a"})
+		require.NoError(t, err, "list own plan secret by name, as the agent does")
+		own.Data["probe-statuses"] = []byte("{}")
+		_, err = secrets.Update(ctx, own, metav1.UpdateOptions{})
+		require.NoError(t, err, "update own plan secret")
+
+		forbidden := map[string]error{}
+		_, forbidden["list all secrets"] = secrets.List(ctx, metav1.ListOptions{})
+		_, forbidden["get another inventory's secret"] = secrets.Get(ctx, "host-b", metav1.GetOptions{})
+		_, forbidden["create a secret"] = secrets.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "x"}}, metav1.CreateOptions{})
+		forbidden["delete own secret"] = secrets.Delete(ctx, "host-a", metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}})
+		_, forbidden["create a configmap"] = host.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "x"}}, metav1.CreateOptions{})
+		_, forbidden["list secrets in another namespace"] = host.CoreV1().Secrets("default").List(ctx, metav1.ListOptions{})
+		_, forbidden["read its own service account"] = host.CoreV1().ServiceAccounts(ns).Get(ctx, credentials.Name("host-a"), metav1.GetOptions{})
+		for what, err := range forbidden {
+			assert.True(t, apierrors.IsForbidden(err), "%s: want Forbidden, got %v", what, err)
+		}
+	})
+
+	t.Run("deleting the inventory revokes the token", func(t *testing.T) {
+		require.NoError(t, inventories.Delete(ns, "host-a", nil))
+		waitGone(t, 30*time.Second, func() error { _, err := inventories.Get(ns, "host-a", metav1.GetOptions{}); return err })
+		host := kubernetes.NewForConfigOrDie(&rest.Config{Host: env.Config.Host, BearerToken: token, TLSClientConfig: rest.TLSClientConfig{CAData: env.Config.CAData}})
+		eventually(t, 30*time.Second, func() error {
+			_, err := host.CoreV1().Secrets(ns).Get(ctx, "host-b", metav1.GetOptions{})
+			if apierrors.IsUnauthorized(err) {
+				return nil
+			}
+			return fmt.Errorf("want Unauthorized, got %v", err)
+		})
+	})
+}

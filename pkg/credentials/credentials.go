@@ -1,0 +1,161 @@
+// Package credentials manages the per-inventory agent credentials: a
+// ServiceAccount, a Role that reaches only the inventory's plan Secret, and a
+// RoleBinding, all named elemental-agent-<inventory> and owned by it; tokens
+// come from the TokenRequest API (plans.md §9.2).
+package credentials
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
+	"github.com/elemental-operator/elemental-operator/pkg/plans"
+)
+
+// ErrConflict means an object with a credential's name exists and belongs to
+// someone else: it is never touched.
+var ErrConflict = errors.New("credential object exists and is not owned by this inventory")
+
+// Name is the name of the ServiceAccount, Role and RoleBinding of an inventory.
+func Name(inventory string) string { return "elemental-agent-" + inventory }
+
+// Objects builds the three credential objects of mi.
+func Objects(mi *elementalv1.MachineInventory) (*corev1.ServiceAccount, *rbacv1.Role, *rbacv1.RoleBinding) {
+	meta := metav1.ObjectMeta{
+		Name:            Name(mi.Name),
+		Namespace:       mi.Namespace,
+		Labels:          map[string]string{elementalv1.ManagedLabel: "true"},
+		OwnerReferences: []metav1.OwnerReference{plans.ControllerRef(mi)},
+	}
+	sa := &corev1.ServiceAccount{ObjectMeta: meta}
+	role := &rbacv1.Role{
+		ObjectMeta: *meta.DeepCopy(),
+		Rules: []rbacv1.PolicyRule{{
+			APIGroups: []string{""},
+			Resources: []string{"secrets"},
+			// resourceNames also limits list and watch: the agent always uses
+			// the field selector metadata.name=<secret>.
+			ResourceNames: []string{mi.Name},
+			Verbs:         []string{"get", "list", "watch", "update", "patch"},
+		}},
+	}
+	rb := &rbacv1.RoleBinding{
+		ObjectMeta: *meta.DeepCopy(),
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: Name(mi.Name)},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: Name(mi.Name), Namespace: mi.Namespace}},
+	}
+	return sa, role, rb
+}
+
+func owned(obj metav1.Object, mi *elementalv1.MachineInventory) bool {
+	ref := metav1.GetControllerOf(obj)
+	return ref != nil && ref.UID == mi.UID && ref.Kind == "MachineInventory"
+}
+
+// Ensure creates whatever of the three objects is missing. An existing object
+// owned by mi is kept as is; one owned by anyone else yields ErrConflict.
+func Ensure(ctx context.Context, k8s kubernetes.Interface, mi *elementalv1.MachineInventory) error {
+	sa, role, rb := Objects(mi)
+	ns := mi.Namespace
+	steps := []struct {
+		kind   string
+		create func() error
+		get    func() (metav1.Object, error)
+	}{
+		{"ServiceAccount", func() error {
+			_, err := k8s.CoreV1().ServiceAccounts(ns).Create(ctx, sa, metav1.CreateOptions{})
+			return err
+		}, func() (metav1.Object, error) {
+			return k8s.CoreV1().ServiceAccounts(ns).Get(ctx, sa.Name, metav1.GetOptions{})
+		}},
+		{"Role", func() error {
+			_, err := k8s.RbacV1().Roles(ns).Create(ctx, role, metav1.CreateOptions{})
+			return err
+		}, func() (metav1.Object, error) { return k8s.RbacV1().Roles(ns).Get(ctx, role.Name, metav1.GetOptions{}) }},
+		{"RoleBinding", func() error {
+			_, err := k8s.RbacV1().RoleBindings(ns).Create(ctx, rb, metav1.CreateOptions{})
+			return err
+		}, func() (metav1.Object, error) {
+			return k8s.RbacV1().RoleBindings(ns).Get(ctx, rb.Name, metav1.GetOptions{})
+		}},
+	}
+	for _, s := range steps {
+		err := s.create()
+		if err == nil {
+			continue
+		}
+		if !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("creating %s %s/%s: %w", s.kind, ns, Name(mi.Name), err)
+		}
+		existing, err := s.get()
+		if err != nil {
+			return fmt.Errorf("reading %s %s/%s: %w", s.kind, ns, Name(mi.Name), err)
+		}
+		if !owned(existing, mi) {
+			return fmt.Errorf("%s %s/%s: %w", s.kind, ns, Name(mi.Name), ErrConflict)
+		}
+	}
+	return nil
+}
+
+// Token issues a token for mi's ServiceAccount through the TokenRequest API.
+func Token(ctx context.Context, k8s kubernetes.Interface, mi *elementalv1.MachineInventory, ttl time.Duration) (string, time.Time, error) {
+	seconds := int64(ttl / time.Second)
+	tr, err := k8s.CoreV1().ServiceAccounts(mi.Namespace).CreateToken(ctx, Name(mi.Name), &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &seconds},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("requesting a token for %s/%s: %w", mi.Namespace, Name(mi.Name), err)
+	}
+	return tr.Status.Token, tr.Status.ExpirationTimestamp.Time, nil
+}
+
+// Delete removes the three objects if they belong to mi (NotFound is fine).
+// Deleting the ServiceAccount revokes every token issued for it.
+func Delete(ctx context.Context, k8s kubernetes.Interface, mi *elementalv1.MachineInventory) error {
+	name, ns := Name(mi.Name), mi.Namespace
+	del := func(get func() (metav1.Object, error), remove func(metav1.DeleteOptions) error) error {
+		obj, err := get()
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if !owned(obj, mi) {
+			return nil // someone else's: leave it
+		}
+		uid := obj.GetUID()
+		err = remove(metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return err
+	}
+	if err := del(func() (metav1.Object, error) {
+		return k8s.RbacV1().RoleBindings(ns).Get(ctx, name, metav1.GetOptions{})
+	},
+		func(o metav1.DeleteOptions) error { return k8s.RbacV1().RoleBindings(ns).Delete(ctx, name, o) }); err != nil {
+		return fmt.Errorf("deleting RoleBinding %s/%s: %w", ns, name, err)
+	}
+	if err := del(func() (metav1.Object, error) { return k8s.RbacV1().Roles(ns).Get(ctx, name, metav1.GetOptions{}) },
+		func(o metav1.DeleteOptions) error { return k8s.RbacV1().Roles(ns).Delete(ctx, name, o) }); err != nil {
+		return fmt.Errorf("deleting Role %s/%s: %w", ns, name, err)
+	}
+	if err := del(func() (metav1.Object, error) {
+		return k8s.CoreV1().ServiceAccounts(ns).Get(ctx, name, metav1.GetOptions{})
+	},
+		func(o metav1.DeleteOptions) error { return k8s.CoreV1().ServiceAccounts(ns).Delete(ctx, name, o) }); err != nil {
+		return fmt.Errorf("deleting ServiceAccount %s/%s: %w", ns, name, err)
+	}
+	return nil
+}
