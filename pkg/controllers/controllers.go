@@ -21,6 +21,7 @@ import (
 	"github.com/sirupsen/logrus"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes"
@@ -31,6 +32,8 @@ import (
 
 	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
 	"github.com/elemental-operator/elemental-operator/pkg/controllers/machineinventory"
+	"github.com/elemental-operator/elemental-operator/pkg/controllers/machineinventoryselector"
+	"github.com/elemental-operator/elemental-operator/pkg/controllers/machineregistration"
 	capictl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/cluster.x-k8s.io"
 	capiv1beta2ctl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/cluster.x-k8s.io/v1beta2"
 	elementalctl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/elemental.cattle.io"
@@ -153,7 +156,46 @@ func Register(ctx context.Context, app *AppContext, opts Options) error {
 	logrus.WithField("namespace", app.Namespace).Debug("registering controllers")
 	machineinventory.Register(ctx, app.Elemental.MachineInventory(), app.Elemental.MachineInventorySelector(),
 		app.Core.Secret(), app.K8s, app.Recorder, machineinventory.Options{ResetTimeout: opts.ResetTimeout})
+	if err := machineregistration.Register(ctx, app.Elemental.MachineRegistration(), app.Management.Setting(), app.K8s.Discovery(),
+		app.Recorder, machineregistration.Options{ServerURL: opts.ServerURL}); err != nil {
+		return err
+	}
+	if err := registerProvisioning(ctx, app); err != nil {
+		return err
+	}
 	return nil
+}
+
+// registerProvisioning wires the selector side, which needs the Cluster API
+// kinds: without their CRDs it is left out (nothing could create selectors).
+func registerProvisioning(ctx context.Context, app *AppContext) error {
+	served, err := capiServed(app.K8s)
+	if err != nil {
+		return err
+	}
+	if !served {
+		logrus.Warn("Cluster API (cluster.x-k8s.io/v1beta2 Machine, Cluster) is not served: provisioning controllers are disabled")
+		return nil
+	}
+	allocator := machineinventoryselector.Register(ctx, app.Elemental.MachineInventorySelector(), app.Elemental.MachineInventory(),
+		app.CAPI.Machine(), app.CAPI.Cluster(), app.Core.Secret(), app.K8s, app.Recorder)
+	app.starters = append(app.starters, allocator)
+	return nil
+}
+
+func capiServed(k8s kubernetes.Interface) (bool, error) {
+	resources, err := k8s.Discovery().ServerResourcesForGroupVersion("cluster.x-k8s.io/v1beta2")
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("discovering Cluster API: %w", err)
+	}
+	found := map[string]bool{}
+	for _, r := range resources.APIResources {
+		found[r.Name] = true
+	}
+	return found["machines"] && found["clusters"], nil
 }
 
 // Start syncs the caches the handlers asked for, then runs the workers.

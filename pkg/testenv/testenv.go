@@ -102,6 +102,8 @@ func Start(opts Options) (*Env, error) {
 		return nil, fmt.Errorf("starting kube-apiserver and etcd: %w", err)
 	}
 	cfg.QPS, cfg.Burst = 500, 1000
+	// Tests write the spec's finalizer names, which the API server warns about.
+	cfg.WarningHandler = rest.NoWarnings{}
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		_ = env.Stop()

@@ -1,0 +1,310 @@
+package machineinventoryselector
+
+import (
+	"context"
+	"hash/fnv"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
+
+	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
+	elementalctl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/elemental.cattle.io/v1beta1"
+)
+
+// allocator is the one writer that decides which selector gets which
+// inventory (capi-rancher.md §5.3). It works per namespace: every event that
+// may change a pairing enqueues the namespace, and one pass pairs all waiting
+// selectors with free inventories. Passes over the same namespace never run
+// concurrently (workqueue semantics), so two selectors are never handed the
+// same inventory and no per-selector race or herd exists.
+type allocator struct {
+	queue       workqueue.TypedRateLimitingInterface[string]
+	inventories elementalctl.MachineInventoryController
+	invCache    elementalctl.MachineInventoryCache
+	selectors   elementalctl.MachineInventorySelectorCache
+	// onClaimed is told of every successful claim (for metrics and events).
+	onClaimed func(mis *elementalv1.MachineInventorySelector, mi *elementalv1.MachineInventory)
+	// paused says whether a selector must be left alone (capi-rancher.md §5.5).
+	paused func(mis *elementalv1.MachineInventorySelector) bool
+
+	mu sync.Mutex
+	// pending holds claims this process made that the cache may not show yet,
+	// by selector UID and by inventory key, so a pass working from a stale
+	// cache never hands a selector a second inventory or an inventory twice.
+	pending      map[types.UID]pendingClaim
+	pendingByInv map[string]types.UID
+}
+
+type pendingClaim struct {
+	inventory string // namespace/name
+	// resourceVersion the inventory had before our claim: while the cache
+	// still shows it, the cache is behind our write.
+	fromRV string
+}
+
+func newAllocator(inventories elementalctl.MachineInventoryController, selectors elementalctl.MachineInventorySelectorCache) *allocator {
+	return &allocator{
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
+			workqueue.NewTypedItemExponentialFailureRateLimiter[string](10*time.Millisecond, 10*time.Second),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "inventory-allocator"}),
+		inventories:  inventories,
+		invCache:     inventories.Cache(),
+		selectors:    selectors,
+		onClaimed:    func(*elementalv1.MachineInventorySelector, *elementalv1.MachineInventory) {},
+		pending:      map[types.UID]pendingClaim{},
+		pendingByInv: map[string]types.UID{},
+	}
+}
+
+// Enqueue asks for a pass over a namespace.
+func (a *allocator) Enqueue(namespace string) { a.queue.Add(namespace) }
+
+// Sync is part of wrangler's start.Starter; the caches it reads are synced by
+// the controllers it shares them with.
+func (a *allocator) Sync(context.Context) error { return nil }
+
+// Start runs the workers until ctx ends.
+func (a *allocator) Start(ctx context.Context, workers int) error {
+	go func() {
+		<-ctx.Done()
+		a.queue.ShutDown()
+	}()
+	for i := 0; i < workers; i++ {
+		go func() {
+			for a.next(ctx) {
+			}
+		}()
+	}
+	return nil
+}
+
+func (a *allocator) next(ctx context.Context) bool {
+	ns, shutdown := a.queue.Get()
+	if shutdown {
+		return false
+	}
+	defer a.queue.Done(ns)
+	if err := a.allocate(ctx, ns); err != nil {
+		logrus.WithError(err).WithField("namespace", ns).Debug("allocation pass incomplete, retrying")
+		a.queue.AddRateLimited(ns)
+		return true
+	}
+	a.queue.Forget(ns)
+	return true
+}
+
+// claimPending reports whether a claim of ours on behalf of selector uid is
+// not visible in the cache yet (and forgets it once it is).
+func (a *allocator) claimPending(uid types.UID) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	p, ok := a.pending[uid]
+	if !ok {
+		return false
+	}
+	ns, name := splitKey(p.inventory)
+	if mi, err := a.invCache.Get(ns, name); err == nil && mi.ResourceVersion == p.fromRV {
+		return true
+	}
+	delete(a.pending, uid)
+	delete(a.pendingByInv, p.inventory)
+	return false
+}
+
+func (a *allocator) inventoryPending(mi *elementalv1.MachineInventory) bool {
+	a.mu.Lock()
+	uid, ok := a.pendingByInv[mi.Namespace+"/"+mi.Name]
+	a.mu.Unlock()
+	return ok && a.claimPending(uid)
+}
+
+func (a *allocator) recordClaim(uid types.UID, mi *elementalv1.MachineInventory) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	key := mi.Namespace + "/" + mi.Name
+	a.pending[uid] = pendingClaim{inventory: key, fromRV: mi.ResourceVersion}
+	a.pendingByInv[key] = uid
+}
+
+// forget drops pending state of a selector that is going away.
+func (a *allocator) forget(uid types.UID) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if p, ok := a.pending[uid]; ok {
+		delete(a.pendingByInv, p.inventory)
+		delete(a.pending, uid)
+	}
+}
+
+type waitingSelector struct {
+	mis      *elementalv1.MachineInventorySelector
+	selector labels.Selector
+}
+
+// waiting lists the selectors of ns that need an inventory, oldest first.
+func (a *allocator) waiting(ns string) ([]waitingSelector, error) {
+	list, err := a.selectors.GetByIndex(WaitingByNamespace, ns)
+	if err != nil {
+		return nil, err
+	}
+	var out []waitingSelector
+	for _, mis := range list {
+		if !hasFinalizer(mis) || a.paused(mis) {
+			continue
+		}
+		if _, ok := machineOwner(mis); !ok {
+			continue
+		}
+		sel, err := mis.Spec.Selector.AsSelector()
+		if err != nil {
+			continue
+		}
+		owned, err := a.invCache.GetByIndex(ByOwnerSelectorUID, string(mis.UID))
+		if err != nil || len(owned) > 0 || a.claimPending(mis.UID) {
+			continue
+		}
+		out = append(out, waitingSelector{mis: mis, selector: sel})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		ti, tj := out[i].mis.CreationTimestamp, out[j].mis.CreationTimestamp
+		if !ti.Equal(&tj) {
+			return ti.Before(&tj)
+		}
+		return out[i].mis.Name < out[j].mis.Name
+	})
+	return out, nil
+}
+
+// allocate runs one pass over a namespace: decide all pairs, then claim.
+func (a *allocator) allocate(ctx context.Context, ns string) error {
+	waiting, err := a.waiting(ns)
+	if err != nil || len(waiting) == 0 {
+		return err
+	}
+	freeList, err := a.invCache.GetByIndex(FreeByNamespace, ns)
+	if err != nil {
+		return err
+	}
+	var free []*elementalv1.MachineInventory
+	for _, mi := range freeList {
+		if Free(mi) && !a.inventoryPending(mi) {
+			free = append(free, mi)
+		}
+	}
+	if len(free) == 0 {
+		return nil
+	}
+	sort.Slice(free, func(i, j int) bool { return free[i].Name < free[j].Name })
+	pairs := decide(waiting, free)
+
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		retry    bool
+		parallel = make(chan struct{}, 8)
+	)
+	for _, p := range pairs {
+		wg.Add(1)
+		parallel <- struct{}{}
+		go func(p pair) {
+			defer wg.Done()
+			defer func() { <-parallel }()
+			if err := a.claim(p.mis, p.mi); err != nil {
+				mu.Lock()
+				retry = true
+				mu.Unlock()
+				if !apierrors.IsConflict(err) && !apierrors.IsNotFound(err) {
+					logrus.WithError(err).WithFields(logrus.Fields{"selector": ns + "/" + p.mis.Name, "inventory": p.mi.Name}).Warn("claim failed")
+				}
+			}
+		}(p)
+	}
+	wg.Wait()
+	if retry {
+		return errRetry
+	}
+	return nil
+}
+
+type pair struct {
+	mis *elementalv1.MachineInventorySelector
+	mi  *elementalv1.MachineInventory
+}
+
+// decide pairs waiting selectors (oldest first) with free inventories (sorted
+// by name). Each selector walks its matching candidates from fnv32a(UID) mod n,
+// wrapping: deterministic, and spread so replacement passes rarely collide.
+func decide(waiting []waitingSelector, free []*elementalv1.MachineInventory) []pair {
+	taken := make([]bool, len(free))
+	// Bucket free inventories by label pair so a matchLabels selector only
+	// looks at inventories that can match.
+	buckets := map[string][]int{}
+	for i, mi := range free {
+		for k, v := range mi.Labels {
+			buckets[k+"="+v] = append(buckets[k+"="+v], i)
+		}
+	}
+	all := make([]int, len(free))
+	for i := range all {
+		all[i] = i
+	}
+	var pairs []pair
+	for _, w := range waiting {
+		candidates := all
+		for k, v := range w.mis.Spec.Selector.MatchLabels {
+			if b := buckets[k+"="+v]; len(b) < len(candidates) {
+				candidates = b
+			}
+		}
+		var matching []int
+		for _, i := range candidates {
+			if !taken[i] && w.selector.Matches(labels.Set(free[i].Labels)) {
+				matching = append(matching, i)
+			}
+		}
+		if len(matching) == 0 {
+			continue
+		}
+		h := fnv.New32a()
+		_, _ = h.Write([]byte(w.mis.UID))
+		i := matching[int(h.Sum32()%uint32(len(matching)))]
+		taken[i] = true
+		pairs = append(pairs, pair{mis: w.mis, mi: free[i]})
+	}
+	return pairs
+}
+
+// claim is the one optimistic-locked write that pairs them: the inventory
+// gains a controller ownerRef to the selector (other ownerRefs are kept).
+func (a *allocator) claim(mis *elementalv1.MachineInventorySelector, mi *elementalv1.MachineInventory) error {
+	controller := true
+	claimed := mi.DeepCopy()
+	claimed.OwnerReferences = append(claimed.OwnerReferences, metav1.OwnerReference{
+		APIVersion: elementalv1.SchemeGroupVersion.String(),
+		Kind:       "MachineInventorySelector",
+		Name:       mis.Name,
+		UID:        mis.UID,
+		Controller: &controller,
+	})
+	// The resourceVersion from the cache makes this a compare-and-swap: if the
+	// inventory changed (claimed by anyone, deleted, released), it fails.
+	if _, err := a.inventories.Update(claimed); err != nil {
+		return err
+	}
+	a.recordClaim(mis.UID, mi)
+	a.onClaimed(mis, mi)
+	return nil
+}
+
+type retryError struct{}
+
+func (retryError) Error() string { return "some claims conflicted; retrying" }
+
+var errRetry error = retryError{}

@@ -1,0 +1,179 @@
+// Package machineinventoryselector is the heart of provisioning: it pairs each
+// MachineInventorySelector (the CAPI InfraMachine) with exactly one free,
+// matching MachineInventory, writes the bootstrap plan, marks the selector
+// ready once the agent applied it, and returns the inventory to the pool when
+// the selector goes. It is the only writer of MachineInventorySelector status.
+package machineinventoryselector
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/rancher/wrangler/v3/pkg/start"
+	"github.com/sirupsen/logrus"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/record"
+	capiv1beta2 "sigs.k8s.io/cluster-api/api/core/v1beta2"
+
+	corev1ctl "github.com/rancher/wrangler/v3/pkg/generated/controllers/core/v1"
+
+	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
+	capictl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/cluster.x-k8s.io/v1beta2"
+	elementalctl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/elemental.cattle.io/v1beta1"
+	"github.com/elemental-operator/elemental-operator/pkg/stale"
+)
+
+// bootstrapRetry re-checks bootstrap data that is not there yet; the Machine
+// watch usually makes progress sooner.
+const bootstrapRetry = 30 * time.Second
+
+type handler struct {
+	selectors   elementalctl.MachineInventorySelectorController
+	inventories elementalctl.MachineInventoryController
+	machines    capictl.MachineCache
+	clusters    capictl.ClusterCache
+	secrets     corev1ctl.SecretController
+	k8s         kubernetes.Interface
+	recorder    record.EventRecorder
+	alloc       *allocator
+	written     *stale.Guard
+}
+
+// Register wires the selector handlers and returns the allocator, which must
+// be started with the other controllers.
+func Register(ctx context.Context, selectors elementalctl.MachineInventorySelectorController,
+	inventories elementalctl.MachineInventoryController, machines capictl.MachineController,
+	clusters capictl.ClusterController, secrets corev1ctl.SecretController,
+	k8s kubernetes.Interface, recorder record.EventRecorder) start.Starter {
+	h := &handler{
+		selectors:   selectors,
+		inventories: inventories,
+		machines:    machines.Cache(),
+		clusters:    clusters.Cache(),
+		secrets:     secrets,
+		k8s:         k8s,
+		recorder:    recorder,
+		written:     stale.New(),
+	}
+	h.alloc = newAllocator(inventories, selectors.Cache())
+	h.alloc.paused = h.paused
+	h.alloc.onClaimed = func(mis *elementalv1.MachineInventorySelector, mi *elementalv1.MachineInventory) {
+		h.recorder.Eventf(mis, corev1.EventTypeNormal, "InventoryClaimed", "claimed inventory %s", mi.Name)
+	}
+
+	inventories.Cache().AddIndexer(ByOwnerSelectorUID, indexOwnerSelectorUID)
+	inventories.Cache().AddIndexer(FreeByNamespace, indexFree)
+	selectors.Cache().AddIndexer(WaitingByNamespace, indexWaiting)
+	selectors.Cache().AddIndexer(ByCluster, indexCluster)
+
+	selectors.OnChange(ctx, "machineinventoryselector", h.OnChange)
+	inventories.OnChange(ctx, "inventory-to-selector", h.onInventory)
+	secrets.OnChange(ctx, "plan-secret-to-selector", h.onPlanSecret)
+	machines.OnChange(ctx, "machine-to-selector", func(_ string, m *capiv1beta2.Machine) (*capiv1beta2.Machine, error) {
+		if m != nil {
+			ref := m.Spec.InfrastructureRef
+			if ref.APIGroup == elementalv1.SchemeGroupVersion.Group && ref.Kind == "MachineInventorySelector" {
+				selectors.Enqueue(m.Namespace, ref.Name)
+			}
+		}
+		return m, nil
+	})
+	clusters.OnChange(ctx, "cluster-to-selector", func(_ string, c *capiv1beta2.Cluster) (*capiv1beta2.Cluster, error) {
+		if c != nil {
+			list, _ := selectors.Cache().GetByIndex(ByCluster, c.Namespace+"/"+c.Name)
+			for _, mis := range list {
+				selectors.Enqueue(mis.Namespace, mis.Name)
+			}
+		}
+		return c, nil
+	})
+	return h.alloc
+}
+
+// onInventory maps inventory events to the selector that claims it, and a
+// free inventory to an allocation pass over its namespace.
+func (h *handler) onInventory(_ string, mi *elementalv1.MachineInventory) (*elementalv1.MachineInventory, error) {
+	if mi == nil {
+		return nil, nil
+	}
+	if name, uid, ok := claimOf(mi); ok {
+		if h.orphaned(mi, name, uid) {
+			return mi, h.releaseOrphan(mi, name, uid)
+		}
+		h.selectors.Enqueue(mi.Namespace, name)
+	} else if Free(mi) {
+		h.alloc.Enqueue(mi.Namespace)
+	}
+	return mi, nil
+}
+
+// orphaned: the claiming selector is gone (e.g. deleted while a claim was in
+// flight). Confirmed with a live read: the cache may lag a new selector.
+func (h *handler) orphaned(mi *elementalv1.MachineInventory, name, uid string) bool {
+	if mis, err := h.selectors.Cache().Get(mi.Namespace, name); err == nil && string(mis.UID) == uid {
+		return false
+	}
+	mis, err := h.selectors.Get(mi.Namespace, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return true
+	}
+	return err == nil && string(mis.UID) != uid
+}
+
+// releaseOrphan returns an inventory whose selector no longer exists.
+func (h *handler) releaseOrphan(mi *elementalv1.MachineInventory, name, uid string) error {
+	logrus.WithFields(logrus.Fields{"inventory": mi.Namespace + "/" + mi.Name, "selector": name}).Warn("releasing inventory claimed by a selector that no longer exists")
+	gone := &elementalv1.MachineInventorySelector{ObjectMeta: metav1.ObjectMeta{Namespace: mi.Namespace, Name: name, UID: types.UID(uid)}}
+	return h.release(gone, mi)
+}
+
+// onPlanSecret wakes the selector whose bootstrap plan the agent just reported on.
+func (h *handler) onPlanSecret(_ string, s *corev1.Secret) (*corev1.Secret, error) {
+	if s == nil || s.Type != elementalv1.PlanSecretType {
+		return s, nil
+	}
+	mi, err := h.inventories.Cache().Get(s.Namespace, s.Name)
+	if err != nil {
+		return s, nil
+	}
+	if name, _, ok := claimOf(mi); ok {
+		h.selectors.Enqueue(mi.Namespace, name)
+	}
+	return s, nil
+}
+
+func (h *handler) log(mis *elementalv1.MachineInventorySelector) *logrus.Entry {
+	return logrus.WithField("selector", mis.Namespace+"/"+mis.Name)
+}
+
+func hasFinalizer(mis *elementalv1.MachineInventorySelector) bool {
+	for _, f := range mis.Finalizers {
+		if f == elementalv1.MachineInventorySelectorFinalizer {
+			return true
+		}
+	}
+	return false
+}
+
+// paused: the selector's own annotation, or its CAPI Cluster's spec.paused.
+func (h *handler) paused(mis *elementalv1.MachineInventorySelector) bool {
+	if _, ok := mis.Annotations[pausedAnnotation]; ok {
+		return true
+	}
+	if name := mis.Labels[clusterNameLabel]; name != "" {
+		if c, err := h.clusters.Get(mis.Namespace, name); err == nil && c.Spec.Paused != nil && *c.Spec.Paused {
+			return true
+		}
+	}
+	return false
+}
+
+func splitKey(key string) (string, string) {
+	ns, name, _ := strings.Cut(key, "/")
+	return ns, name
+}

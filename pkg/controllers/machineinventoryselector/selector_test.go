@@ -1,0 +1,281 @@
+package machineinventoryselector_test
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	rplan "github.com/rancher/rancher/pkg/plan"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
+
+	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
+	"github.com/elemental-operator/elemental-operator/pkg/plans"
+	"github.com/elemental-operator/elemental-operator/pkg/testenv"
+)
+
+var fire = elementalv1.LabelSelector{MatchLabels: map[string]string{"element": "fire"}}
+
+const script = "#!/bin/sh\necho installing rancher-system-agent\n"
+
+func TestAdoptionBootstrapAndReady(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	readyInventories(t, ns, "fire", 3, map[string]string{"element": "fire", "cpus": "4", "node-role.kubernetes.io/worker": "true"})
+	readyInventories(t, ns, "water", 2, map[string]string{"element": "water"})
+
+	for i := 0; i < 3; i++ {
+		_, err := rancher.CreateMachine(ctx, ns, fmt.Sprintf("m%d", i), testenv.MachineOptions{Selector: fire, Script: script})
+		require.NoError(t, err)
+	}
+	used := map[string]bool{}
+	for i := 0; i < 3; i++ {
+		mis := waitSelector(t, ns, fmt.Sprintf("m%d", i), time.Minute, isReady)
+		require.NotNil(t, mis.Status.MachineInventoryRef)
+		inv := mis.Status.MachineInventoryRef.Name
+		assert.True(t, strings.HasPrefix(inv, "fire-"), "claimed %s", inv)
+		assert.False(t, used[inv], "%s claimed twice", inv)
+		used[inv] = true
+		assert.True(t, mis.Status.Initialization.Provisioned)
+		assert.Contains(t, mis.Finalizers, elementalv1.MachineInventorySelectorFinalizer)
+		assert.Equal(t, elementalv1.ReasonSelectorReady, reason(mis.Status.Conditions, elementalv1.ConditionReady))
+		assert.Equal(t, elementalv1.ReasonBootstrapPlanApplied, reason(mis.Status.Conditions, elementalv1.ConditionBootstrapReady))
+		require.Len(t, mis.Status.Addresses, 1)
+		assert.Equal(t, elementalv1.MachineInternalIP, mis.Status.Addresses[0].Type)
+
+		// The plan in the inventory's Secret is the bootstrap plan, byte for byte.
+		secret, err := env.Client.CoreV1().Secrets(ns).Get(ctx, inv, metav1.GetOptions{})
+		require.NoError(t, err)
+		assert.Equal(t, elementalv1.PlanTypeBootstrap, secret.Annotations[elementalv1.PlanTypeAnnotation])
+		assert.Equal(t, mis.Status.BootstrapPlanChecksum, plans.Checksum(secret.Data["plan"]))
+		p, err := rplan.Parse(secret.Data["plan"])
+		require.NoError(t, err)
+		content, _ := base64.StdEncoding.DecodeString(p.Files[0].Content)
+		assert.Equal(t, script, string(content))
+		labels, _ := base64.StdEncoding.DecodeString(p.Files[2].Content)
+		assert.NotContains(t, string(labels), "node-role.kubernetes.io", "kubelet-refused labels are dropped")
+		assert.Contains(t, string(labels), "element=fire")
+
+		mi, err := inventories.Get(ns, inv, metav1.GetOptions{})
+		require.NoError(t, err)
+		eventually(t, 30*time.Second, func() error {
+			mi, err = inventories.Get(ns, inv, metav1.GetOptions{})
+			if err != nil || mi.Status.Phase != "Provisioned" {
+				return fmt.Errorf("phase %q", mi.Status.Phase)
+			}
+			return nil
+		})
+	}
+	claims(t, ns)
+
+	t.Run("Rancher's providerID and addresses are never overwritten", func(t *testing.T) {
+		// As machinenodelookup does: full-object writes, retried on conflict.
+		require.NoError(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			mis, err := selectors.Get(ns, "m0", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			mis.Status.Addresses = []elementalv1.MachineAddress{{Type: elementalv1.MachineHostName, Address: "node-from-rancher"}}
+			if mis, err = selectors.UpdateStatus(mis); err != nil {
+				return err
+			}
+			mis.Spec.ProviderID = "rke2://" + mis.Status.MachineInventoryRef.Name
+			_, err = selectors.Update(mis)
+			return err
+		}))
+		// Nudge the controller, then check nothing of Rancher's was touched.
+		selectorsTouch(t, ns, "m0")
+		time.Sleep(time.Second)
+		mis, err := selectors.Get(ns, "m0", metav1.GetOptions{})
+		require.NoError(t, err)
+		assert.Equal(t, []elementalv1.MachineAddress{{Type: elementalv1.MachineHostName, Address: "node-from-rancher"}}, mis.Status.Addresses)
+		assert.Equal(t, "rke2://"+mis.Status.MachineInventoryRef.Name, mis.Spec.ProviderID)
+		assert.True(t, mis.Status.Ready)
+	})
+}
+
+// selectorsTouch adds an annotation so the controller reconciles.
+func selectorsTouch(t *testing.T, ns, name string) {
+	require.NoError(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		mis, err := selectors.Get(ns, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if mis.Annotations == nil {
+			mis.Annotations = map[string]string{}
+		}
+		mis.Annotations["test/touched"] = time.Now().String()
+		_, err = selectors.Update(mis)
+		return err
+	}))
+}
+
+func TestMoreSelectorsThanInventories(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	readyInventories(t, ns, "fire", 15, map[string]string{"element": "fire"})
+	for i := 0; i < 20; i++ {
+		_, err := rancher.CreateMachine(ctx, ns, fmt.Sprintf("m%02d", i), testenv.MachineOptions{Selector: fire, Script: script})
+		require.NoError(t, err)
+	}
+	eventually(t, 2*time.Minute, func() error {
+		if n := len(claims(t, ns)); n != 15 {
+			return fmt.Errorf("%d claims", n)
+		}
+		return nil
+	})
+	time.Sleep(2 * time.Second) // give any wrong extra claim the chance to happen
+	pairs := claims(t, ns)
+	assert.Len(t, pairs, 15)
+	waiting := 0
+	for i := 0; i < 20; i++ {
+		name := fmt.Sprintf("m%02d", i)
+		if _, ok := pairs[name]; ok {
+			waitSelector(t, ns, name, time.Minute, isReady)
+			continue
+		}
+		waiting++
+		mis := waitSelector(t, ns, name, 30*time.Second, hasReason(elementalv1.ConditionInventoryReady, elementalv1.ReasonWaitingForInventory))
+		assert.Contains(t, conditionMessage(mis, elementalv1.ConditionInventoryReady), "no free inventory")
+	}
+	assert.Equal(t, 5, waiting)
+
+	// A new host joins the pool: a waiting selector gets it without polling.
+	readyInventories(t, ns, "late", 1, map[string]string{"element": "fire"})
+	eventually(t, time.Minute, func() error {
+		if n := len(claims(t, ns)); n != 16 {
+			return fmt.Errorf("%d claims", n)
+		}
+		return nil
+	})
+}
+
+func conditionMessage(mis *elementalv1.MachineInventorySelector, typ string) string {
+	for _, c := range mis.Status.Conditions {
+		if c.Type == typ {
+			return c.Message
+		}
+	}
+	return ""
+}
+
+func TestMachineOwnerRefInEitherVersion(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	readyInventories(t, ns, "fire", 2, map[string]string{"element": "fire"})
+	for _, v := range []string{"v1beta1", "v1beta2"} {
+		_, err := rancher.CreateMachine(ctx, ns, "m-"+v, testenv.MachineOptions{Selector: fire, Script: script, OwnerAPIVersion: "cluster.x-k8s.io/" + v})
+		require.NoError(t, err)
+	}
+	waitSelector(t, ns, "m-v1beta1", time.Minute, isReady)
+	waitSelector(t, ns, "m-v1beta2", time.Minute, isReady)
+}
+
+func TestBootstrapDataAppearingLate(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	readyInventories(t, ns, "fire", 1, map[string]string{"element": "fire"})
+	_, err := rancher.CreateMachine(ctx, ns, "late", testenv.MachineOptions{Selector: fire})
+	require.NoError(t, err)
+	mis := waitSelector(t, ns, "late", time.Minute, hasReason(elementalv1.ConditionReady, elementalv1.ReasonWaitingForBootstrapData))
+	assert.NotNil(t, mis.Status.MachineInventoryRef, "claimed while waiting for data")
+	assert.Contains(t, conditionMessage(mis, elementalv1.ConditionBootstrapReady), "no bootstrap data secret yet")
+
+	require.NoError(t, rancher.CreateBootstrapSecret(ctx, ns, "late", script))
+	start := time.Now()
+	require.NoError(t, rancher.SetBootstrapData(ns, "late"))
+	waitSelector(t, ns, "late", time.Minute, isReady)
+	// The Machine watch makes progress at once, not after the 30s retry.
+	assert.Less(t, time.Since(start), 20*time.Second)
+}
+
+func TestFailingBootstrapPlan(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	readyInventories(t, ns, "fire", 1, map[string]string{"element": "fire"})
+	_, err := rancher.CreateMachine(ctx, ns, "bad", testenv.MachineOptions{Selector: fire, Script: "#!/bin/sh\n# " + testenv.FailMarker + "\nexit 1\n"})
+	require.NoError(t, err)
+	mis := waitSelector(t, ns, "bad", time.Minute, hasReason(elementalv1.ConditionBootstrapReady, elementalv1.ReasonBootstrapPlanFailed))
+	assert.False(t, mis.Status.Ready)
+	assert.Equal(t, elementalv1.ReasonBootstrapPlanFailed, reason(mis.Status.Conditions, elementalv1.ConditionReady))
+	waitEvent(t, ns, "bad", "BootstrapPlanFailed")
+}
+
+func TestNoClaimWithoutAMachine(t *testing.T) {
+	ns := namespace(t)
+	readyInventories(t, ns, "fire", 1, map[string]string{"element": "fire"})
+	_, err := selectors.Create(&elementalv1.MachineInventorySelector{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "orphan"},
+		Spec:       elementalv1.MachineInventorySelectorSpec{Selector: fire},
+	})
+	require.NoError(t, err)
+	mis := waitSelector(t, ns, "orphan", 30*time.Second, hasReason(elementalv1.ConditionBootstrapReady, elementalv1.ReasonWaitingForBootstrapData))
+	assert.Nil(t, mis.Status.MachineInventoryRef)
+	time.Sleep(time.Second)
+	assert.Empty(t, claims(t, ns))
+}
+
+func TestInvalidSelector(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	_, err := rancher.CreateMachine(ctx, ns, "bad-key", testenv.MachineOptions{Selector: elementalv1.LabelSelector{MatchLabels: map[string]string{"not a key!": "x"}}, Script: script})
+	require.NoError(t, err)
+	mis := waitSelector(t, ns, "bad-key", 30*time.Second, hasReason(elementalv1.ConditionReady, elementalv1.ReasonInvalidSelector))
+	assert.Nil(t, mis.Status.MachineInventoryRef)
+}
+
+func TestPausedSelectorIsLeftAlone(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	readyInventories(t, ns, "fire", 1, map[string]string{"element": "fire"})
+	mis, err := rancher.CreateMachine(ctx, ns, "paused", testenv.MachineOptions{Selector: fire, Script: script})
+	require.NoError(t, err)
+	_ = mis
+	// Pause before the controller acts is racy; pause right away and accept
+	// either outcome up to the pause, but nothing may change after it.
+	eventually(t, 10*time.Second, func() error {
+		mis, err := selectors.Get(ns, "paused", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if mis.Annotations == nil {
+			mis.Annotations = map[string]string{}
+		}
+		mis.Annotations["cluster.x-k8s.io/paused"] = ""
+		_, err = selectors.Update(mis)
+		return err
+	})
+	mis = waitSelector(t, ns, "paused", 30*time.Second, hasReason(elementalv1.ConditionPaused, elementalv1.ReasonPaused))
+	frozen := mis.Status.DeepCopy()
+	time.Sleep(2 * time.Second)
+	mis, err = selectors.Get(ns, "paused", metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, frozen.MachineInventoryRef, mis.Status.MachineInventoryRef)
+	assert.Equal(t, frozen.BootstrapPlanChecksum, mis.Status.BootstrapPlanChecksum)
+
+	delete(mis.Annotations, "cluster.x-k8s.io/paused")
+	_, err = selectors.Update(mis)
+	require.NoError(t, err)
+	waitSelector(t, ns, "paused", time.Minute, isReady)
+}
+
+func waitEvent(t *testing.T, ns, name, reason string) {
+	t.Helper()
+	eventually(t, 30*time.Second, func() error {
+		events, err := env.Client.CoreV1().Events(ns).List(context.Background(), metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		for _, e := range events.Items {
+			if e.InvolvedObject.Name == name && e.Reason == reason {
+				return nil
+			}
+		}
+		return fmt.Errorf("no %s event on %s", reason, name)
+	})
+}

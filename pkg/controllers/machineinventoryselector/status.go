@@ -1,0 +1,134 @@
+package machineinventoryselector
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
+	"github.com/elemental-operator/elemental-operator/pkg/conditions"
+	"github.com/elemental-operator/elemental-operator/pkg/plans"
+)
+
+// observation is what the handler found; buildStatus turns it into status.
+type observation struct {
+	paused bool
+	// selectorErr: spec.selector cannot be parsed.
+	selectorErr error
+	// waitingMachine: no Machine ownerRef yet (never claim for an orphan).
+	waitingMachine bool
+	// inventory is the claimed inventory, nil while none is.
+	inventory *elementalv1.MachineInventory
+	// inventoryDeleted: a ready selector lost its inventory.
+	inventoryDeleted bool
+	// bootstrapMissing says why the bootstrap data is not available yet.
+	bootstrapMissing string
+	// planErr: writing the bootstrap plan failed.
+	planErr error
+	// checksum of the bootstrap plan written for this selector.
+	checksum string
+	plan     plans.Observed
+}
+
+// buildStatus derives the selector status. It never touches providerID, and
+// sets addresses only once (capi-rancher.md §6); ready is never reverted.
+func buildStatus(mis *elementalv1.MachineInventorySelector, obs observation) elementalv1.MachineInventorySelectorStatus {
+	st := *mis.Status.DeepCopy()
+	st.Conditions = conditions.DropLegacy(st.Conditions)
+	gen := mis.Generation
+	set := func(typ string, status metav1.ConditionStatus, reason, msg string) {
+		conditions.Set(&st.Conditions, typ, status, reason, msg, gen)
+	}
+	if obs.paused {
+		set(elementalv1.ConditionPaused, metav1.ConditionTrue, elementalv1.ReasonPaused, "reconciliation is paused")
+		return st // nothing else changes while paused
+	}
+	set(elementalv1.ConditionPaused, metav1.ConditionFalse, elementalv1.ReasonNotPaused, "")
+
+	if obs.inventory != nil {
+		st.MachineInventoryRef = &corev1.LocalObjectReference{Name: obs.inventory.Name}
+	} else if !obs.inventoryDeleted {
+		st.MachineInventoryRef = nil
+	}
+	if obs.checksum != "" {
+		st.BootstrapPlanChecksum = obs.checksum
+	}
+	applied := obs.checksum != "" && obs.plan.State == elementalv1.PlanApplied
+
+	// InventoryReady
+	switch {
+	case obs.inventory != nil:
+		set(elementalv1.ConditionInventoryReady, metav1.ConditionTrue, elementalv1.ReasonSuccessfullyAdoptedInventory, "claimed inventory "+obs.inventory.Name)
+	case obs.inventoryDeleted:
+		set(elementalv1.ConditionInventoryReady, metav1.ConditionFalse, elementalv1.ReasonFailedToAdoptInventory, "the claimed inventory was deleted")
+	case obs.selectorErr != nil:
+		set(elementalv1.ConditionInventoryReady, metav1.ConditionFalse, elementalv1.ReasonWaitingForInventory, "invalid selector: "+obs.selectorErr.Error())
+	case obs.waitingMachine:
+		set(elementalv1.ConditionInventoryReady, metav1.ConditionFalse, elementalv1.ReasonWaitingForInventory, "waiting for the owner Machine before claiming")
+	default:
+		set(elementalv1.ConditionInventoryReady, metav1.ConditionFalse, elementalv1.ReasonWaitingForInventory,
+			"no free inventory in namespace "+mis.Namespace+" matches the selector (free = Ready, not deleting, not claimed, not releasing)")
+	}
+
+	// BootstrapReady
+	switch {
+	case obs.waitingMachine:
+		set(elementalv1.ConditionBootstrapReady, metav1.ConditionFalse, elementalv1.ReasonWaitingForBootstrapData, "the selector has no owner Machine yet")
+	case obs.bootstrapMissing != "":
+		set(elementalv1.ConditionBootstrapReady, metav1.ConditionFalse, elementalv1.ReasonWaitingForBootstrapData, obs.bootstrapMissing)
+	case obs.checksum == "":
+		set(elementalv1.ConditionBootstrapReady, metav1.ConditionFalse, elementalv1.ReasonWaitingForBootstrapData, "no bootstrap plan written yet")
+	case obs.plan.State == elementalv1.PlanFailed:
+		set(elementalv1.ConditionBootstrapReady, metav1.ConditionFalse, elementalv1.ReasonBootstrapPlanFailed, obs.plan.FailureMessage("bootstrap plan"))
+	case applied:
+		set(elementalv1.ConditionBootstrapReady, metav1.ConditionTrue, elementalv1.ReasonBootstrapPlanApplied, "bootstrap plan applied")
+	default:
+		set(elementalv1.ConditionBootstrapReady, metav1.ConditionFalse, elementalv1.ReasonWaitingForBootstrapPlan, "waiting for the agent to apply the bootstrap plan")
+	}
+
+	// Ready: the first unmet step.
+	switch {
+	case obs.selectorErr != nil:
+		set(elementalv1.ConditionReady, metav1.ConditionFalse, elementalv1.ReasonInvalidSelector, obs.selectorErr.Error())
+	case obs.inventoryDeleted:
+		set(elementalv1.ConditionReady, metav1.ConditionFalse, elementalv1.ReasonInventoryDeleted, "the claimed inventory was deleted; delete the Machine to replace it")
+	case obs.waitingMachine || obs.inventory == nil:
+		set(elementalv1.ConditionReady, metav1.ConditionFalse, elementalv1.ReasonWaitingForInventory, "waiting for a matching inventory")
+	case obs.planErr != nil:
+		set(elementalv1.ConditionReady, metav1.ConditionFalse, elementalv1.ReasonFailedToUpdatePlan, obs.planErr.Error())
+	case obs.bootstrapMissing != "":
+		set(elementalv1.ConditionReady, metav1.ConditionFalse, elementalv1.ReasonWaitingForBootstrapData, obs.bootstrapMissing)
+	case obs.plan.State == elementalv1.PlanFailed:
+		set(elementalv1.ConditionReady, metav1.ConditionFalse, elementalv1.ReasonBootstrapPlanFailed, obs.plan.FailureMessage("bootstrap plan"))
+	case applied:
+		set(elementalv1.ConditionReady, metav1.ConditionTrue, elementalv1.ReasonSelectorReady, "bootstrap plan applied on "+obs.inventory.Name)
+	default:
+		set(elementalv1.ConditionReady, metav1.ConditionFalse, elementalv1.ReasonSuccessfullyUpdatedPlan, "bootstrap plan written; waiting for the agent to apply it")
+	}
+
+	if applied && !st.Ready {
+		st.Ready = true
+		st.Initialization = &elementalv1.Initialization{Provisioned: true}
+	}
+	if st.Ready && len(st.Addresses) == 0 && mis.Spec.ProviderID == "" && obs.inventory != nil {
+		st.Addresses = addressesOf(obs.inventory)
+	}
+	return st
+}
+
+// addressesOf reads the fixed address labels of an inventory, one entry each.
+func addressesOf(mi *elementalv1.MachineInventory) []elementalv1.MachineAddress {
+	var out []elementalv1.MachineAddress
+	for _, a := range []struct {
+		label string
+		typ   elementalv1.MachineAddressType
+	}{
+		{elementalv1.InternalIPLabel, elementalv1.MachineInternalIP},
+		{elementalv1.ExternalIPLabel, elementalv1.MachineExternalIP},
+		{elementalv1.HostnameLabel, elementalv1.MachineHostName},
+	} {
+		if v := mi.Labels[a.label]; v != "" {
+			out = append(out, elementalv1.MachineAddress{Type: a.typ, Address: v})
+		}
+	}
+	return out
+}
