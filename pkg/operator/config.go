@@ -28,6 +28,10 @@ type Config struct {
 	Debug            bool
 	ResetTimeout     time.Duration
 
+	RegistrationTLSSecret   string
+	RegistrationMaxInFlight int
+	AgentTokenTTL           time.Duration
+
 	LeaseDuration time.Duration
 	RenewDeadline time.Duration
 	RetryPeriod   time.Duration
@@ -44,9 +48,12 @@ func DefaultConfig() Config {
 		HealthAddr:       ":9440",
 		RegistrationAddr: ":8443",
 		ResetTimeout:     30 * time.Minute,
-		LeaseDuration:    15 * time.Second,
-		RenewDeadline:    10 * time.Second,
-		RetryPeriod:      2 * time.Second,
+
+		RegistrationMaxInFlight: 64,
+		AgentTokenTTL:           87600 * time.Hour,
+		LeaseDuration:           15 * time.Second,
+		RenewDeadline:           10 * time.Second,
+		RetryPeriod:             2 * time.Second,
 	}
 }
 
@@ -69,6 +76,9 @@ func (c *Config) BindFlags(fs *flag.FlagSet) {
 	str(&c.MetricsAddr, "metrics-addr", "address of the Prometheus /metrics endpoint; empty disables it")
 	str(&c.HealthAddr, "health-addr", "address of the /healthz and /readyz endpoints; empty disables them")
 	str(&c.RegistrationAddr, "registration-addr", "address of the HTTPS registration server; empty disables it")
+	str(&c.RegistrationTLSSecret, "registration-tls-secret", "kubernetes.io/tls Secret in --namespace for the registration server (ca.crt optional); empty generates one")
+	fs.IntVar(&c.RegistrationMaxInFlight, "registration-max-in-flight", c.RegistrationMaxInFlight, "concurrent registrations before answering 503 busy [$"+EnvName("registration-max-in-flight")+"]")
+	dur(&c.AgentTokenTTL, "agent-token-ttl", "requested lifetime of per-inventory agent tokens (hosts cannot refresh them)")
 	str(&c.ServerURL, "server-url", "base URL of registration and agent endpoints; overrides the Rancher server-url Setting")
 	boolean(&c.Debug, "debug", "debug logging")
 	dur(&c.ResetTimeout, "reset-timeout", "how long a deleting, resettable inventory waits for its host to apply the reset plan")

@@ -21,6 +21,7 @@ import (
 	"github.com/elemental-operator/elemental-operator/pkg/crds"
 	"github.com/elemental-operator/elemental-operator/pkg/leader"
 	"github.com/elemental-operator/elemental-operator/pkg/metrics"
+	"github.com/elemental-operator/elemental-operator/pkg/server"
 )
 
 // LeaseName is the Lease every replica competes for.
@@ -72,6 +73,22 @@ func RunWithConfig(parent context.Context, cfg Config, restCfg *rest.Config, ver
 		if err := crds.Install(ctx, restCfg, objs); err != nil {
 			return err
 		}
+	}
+
+	// The registration server runs on every replica, outside leader election.
+	if cfg.RegistrationAddr != "" {
+		reg, err := server.Start(ctx, restCfg, server.Options{
+			Addr:          cfg.RegistrationAddr,
+			Namespace:     cfg.Namespace,
+			TLSSecret:     cfg.RegistrationTLSSecret,
+			ServerURL:     cfg.ServerURL,
+			MaxInFlight:   cfg.RegistrationMaxInFlight,
+			AgentTokenTTL: cfg.AgentTokenTTL,
+		})
+		if err != nil {
+			return err
+		}
+		defer reg.Stop()
 	}
 
 	app, err := controllers.NewAppContext(restCfg, cfg.Namespace)

@@ -1,0 +1,79 @@
+// Package settings reads the Rancher Settings onboarding depends on
+// (capi-rancher.md §7): effective value = value, else default; a missing
+// Setting CRD (no Rancher) means every Setting is empty.
+package settings
+
+import (
+	"strings"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/discovery"
+
+	mgmtv3 "github.com/elemental-operator/elemental-operator/pkg/apis/management.cattle.io/v3"
+)
+
+// The Settings we read.
+const (
+	ServerURL       = "server-url"
+	CACerts         = "cacerts"
+	InternalCACerts = "internal-cacerts"
+	AgentTLSMode    = "agent-tls-mode"
+)
+
+// Watched are the Settings whose change matters to onboarding.
+var Watched = map[string]bool{ServerURL: true, CACerts: true, InternalCACerts: true, AgentTLSMode: true}
+
+// Getter is what a Setting cache offers (nil-safe use through Reader).
+type Getter interface {
+	Get(name string) (*mgmtv3.Setting, error)
+}
+
+// Served reports whether management.cattle.io/v3 settings exist. Caches for an
+// unserved kind never sync, so callers must not touch them when it is false.
+func Served(d discovery.DiscoveryInterface) (bool, error) {
+	list, err := d.ServerResourcesForGroupVersion(mgmtv3.SchemeGroupVersion.String())
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	for _, r := range list.APIResources {
+		if r.Name == "settings" {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// Reader reads effective Setting values; a nil Getter reads everything as empty.
+type Reader struct{ Cache Getter }
+
+// Value is the effective value of a Setting, "" when missing.
+func (r Reader) Value(name string) string {
+	if r.Cache == nil {
+		return ""
+	}
+	s, err := r.Cache.Get(name)
+	if err != nil {
+		return ""
+	}
+	return s.Effective()
+}
+
+// BaseURL is the registration and agent base URL: override when set, else
+// the server-url Setting; never with a trailing slash.
+func (r Reader) BaseURL(override string) string {
+	if override != "" {
+		return strings.TrimRight(override, "/")
+	}
+	return strings.TrimRight(r.Value(ServerURL), "/")
+}
+
+// RancherCA is the Rancher part of the CA bundle: cacerts, else internal-cacerts.
+func (r Reader) RancherCA() string {
+	if ca := r.Value(CACerts); ca != "" {
+		return ca
+	}
+	return r.Value(InternalCACerts)
+}

@@ -1,0 +1,231 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/gorilla/websocket"
+	"github.com/sirupsen/logrus"
+
+	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
+	"github.com/elemental-operator/elemental-operator/pkg/register/protocol"
+	"github.com/elemental-operator/elemental-operator/pkg/templates"
+)
+
+// legacyVersion is assumed when the client does not send Version first.
+const legacyVersion = 4
+
+// conversation is one upgraded connection, from authentication to Config.
+type conversation struct {
+	s       *Server
+	conn    *protocol.Conn
+	mr      *elementalv1.MachineRegistration
+	id      identity
+	remote  string
+	version byte
+
+	update      bool
+	data        map[string]interface{}
+	labels      map[string]string
+	annotations map[string]string
+}
+
+// replyError is a failure the host is told about (as Error or a Close frame).
+type replyError struct{ msg string }
+
+func (e *replyError) Error() string { return e.msg }
+
+func (c *conversation) log() *logrus.Entry {
+	return logrus.WithFields(logrus.Fields{"machineregistration": c.mr.Namespace + "/" + c.mr.Name, "remote": c.remote})
+}
+
+func (c *conversation) run() {
+	defer c.conn.Close()
+	c.data = map[string]interface{}{}
+	if c.id.tpm {
+		if !c.activate() {
+			return
+		}
+	}
+	if err := c.conn.Write(protocol.MsgReady, nil); err != nil {
+		c.s.failed(c.mr, c.remote, "writing Ready: "+err.Error())
+		return
+	}
+	first := true
+	for {
+		typ, payload, err := c.conn.Read()
+		if err != nil {
+			if errors.Is(err, protocol.ErrUnknownMessage) || errors.Is(err, protocol.ErrEmptyMessage) || errors.Is(err, protocol.ErrTextMessage) {
+				c.protocolError(err.Error())
+				return
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				c.s.failed(c.mr, c.remote, "timed out waiting for the client")
+			} else if errors.Is(err, websocket.ErrReadLimit) {
+				c.protocolError("message too large")
+			} else {
+				c.s.failed(c.mr, c.remote, "connection lost: "+err.Error())
+			}
+			return
+		}
+		if typ == protocol.MsgVersion {
+			if !first {
+				c.protocolError("Version must be the first message")
+				return
+			}
+			first = false
+			if !c.negotiate(payload) {
+				return
+			}
+			continue
+		}
+		first = false
+		done, err := c.handle(typ, payload)
+		if err != nil {
+			var re *replyError
+			if errors.As(err, &re) {
+				c.fail(re.msg)
+			} else {
+				c.protocolError(err.Error())
+			}
+			return
+		}
+		if done {
+			return
+		}
+	}
+}
+
+// activate runs the TPM credential activation (§5).
+func (c *conversation) activate() bool {
+	if err := c.conn.WriteRaw(c.id.challenge); err != nil {
+		c.s.failed(c.mr, c.remote, "writing TPM challenge: "+err.Error())
+		return false
+	}
+	answer, err := c.conn.ReadRaw()
+	if err != nil || !verifyAnswer(c.id, answer) {
+		c.s.failed(c.mr, c.remote, "TPM credential activation failed")
+		c.conn.CloseWith(websocket.ClosePolicyViolation, "TPM credential activation failed")
+		return false
+	}
+	return true
+}
+
+func (c *conversation) negotiate(payload []byte) bool {
+	v, err := protocol.DecodeVersion(payload)
+	if err != nil {
+		c.protocolError(err.Error())
+		return false
+	}
+	if v <= legacyVersion {
+		c.s.failed(c.mr, c.remote, fmt.Sprintf("client protocol version %d is deprecated", v))
+		c.conn.CloseWith(websocket.CloseProtocolError, "elemental-register protocol version is deprecated")
+		return false
+	}
+	c.version = protocol.Negotiate(v)
+	if err := c.conn.Write(protocol.MsgVersion, []byte{c.version}); err != nil {
+		c.s.failed(c.mr, c.remote, "writing Version: "+err.Error())
+		return false
+	}
+	return true
+}
+
+// handle processes one data message; done is true once Get was answered.
+func (c *conversation) handle(typ protocol.MessageType, payload []byte) (done bool, err error) {
+	switch typ {
+	case protocol.MsgSmbios, protocol.MsgSystemDataV2:
+		obj, err := protocol.DecodeObject(payload)
+		if err != nil {
+			return false, err
+		}
+		templates.Merge(c.data, obj)
+	case protocol.MsgSystemData:
+		// Legacy hostinfo: validated, not converted (System Data/… stays
+		// not-found for such old clients, which the spec allows).
+		if _, err := protocol.DecodeObject(payload); err != nil {
+			return false, err
+		}
+	case protocol.MsgLabels:
+		m, err := protocol.DecodeStringMap(payload)
+		if err != nil {
+			return false, err
+		}
+		c.labels = mergeStrings(c.labels, m)
+	case protocol.MsgAnnotations:
+		m, err := protocol.DecodeStringMap(payload)
+		if err != nil {
+			return false, err
+		}
+		c.annotations = mergeStrings(c.annotations, m)
+	case protocol.MsgUpdate:
+		if c.update {
+			return false, errors.New("Update sent twice")
+		}
+		c.update = true
+		mi, err := c.s.existing(c.mr.Namespace, c.id)
+		if err != nil {
+			return false, &replyError{err.Error()}
+		}
+		if mi == nil {
+			return false, &replyError{"MachineInventory not found"}
+		}
+	case protocol.MsgGet:
+		return true, c.get()
+	default:
+		return false, fmt.Errorf("unexpected message '%s'", typ)
+	}
+	return false, c.conn.Write(protocol.MsgReady, nil)
+}
+
+func mergeStrings(dst, src map[string]string) map[string]string {
+	if dst == nil {
+		dst = map[string]string{}
+	}
+	for k, v := range src {
+		dst[k] = v
+	}
+	return dst
+}
+
+// get commits the inventory and answers Config (§7.8, §7.9).
+func (c *conversation) get() error {
+	cfg, err := c.s.commit(c)
+	if err != nil {
+		return err
+	}
+	payload, err := protocol.EncodeConfig(*cfg)
+	if err != nil {
+		return &replyError{"encoding the config failed"}
+	}
+	if c.version >= 7 {
+		err = c.conn.Write(protocol.MsgConfig, payload)
+	} else {
+		err = c.conn.WriteRaw(payload)
+	}
+	if err != nil {
+		c.s.failed(c.mr, c.remote, "writing Config: "+err.Error())
+	}
+	return nil
+}
+
+// protocolError: Error + Close 1008 for v ≥ 8, else Close 1008 with the reason.
+func (c *conversation) protocolError(msg string) {
+	c.s.failed(c.mr, c.remote, "protocol error: "+msg)
+	if c.version >= 8 {
+		_ = c.conn.Write(protocol.MsgError, protocol.EncodeError(msg))
+	}
+	c.conn.CloseWith(websocket.ClosePolicyViolation, msg)
+}
+
+// fail reports a failure the host can act on: Error for v ≥ 8, else Close 1011.
+func (c *conversation) fail(msg string) {
+	c.s.failed(c.mr, c.remote, msg)
+	if c.version >= 8 {
+		_ = c.conn.Write(protocol.MsgError, protocol.EncodeError(msg))
+		c.conn.CloseWith(websocket.CloseNormalClosure, "")
+		return
+	}
+	c.conn.CloseWith(websocket.CloseInternalServerErr, msg)
+}

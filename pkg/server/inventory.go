@@ -1,0 +1,245 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/google/uuid"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
+	"github.com/elemental-operator/elemental-operator/pkg/credentials"
+	"github.com/elemental-operator/elemental-operator/pkg/plans"
+	"github.com/elemental-operator/elemental-operator/pkg/register/protocol"
+	"github.com/elemental-operator/elemental-operator/pkg/register/settings"
+)
+
+// existing is the host's inventory in namespace (nil if none). A deleting
+// inventory is an error the host is told about.
+func (s *Server) existing(namespace string, id identity) (*elementalv1.MachineInventory, error) {
+	mis, err := s.inventories.GetByIndex(identityIndex, id.indexKey())
+	if err != nil {
+		return nil, err
+	}
+	for _, mi := range mis {
+		if mi.Namespace != namespace {
+			continue
+		}
+		if mi.DeletionTimestamp != nil {
+			return nil, fmt.Errorf("MachineInventory %s/%s is being deleted; registration refused", mi.Namespace, mi.Name)
+		}
+		return mi, nil
+	}
+	return nil, nil
+}
+
+// commit creates or updates the inventory, ensures its plan Secret and agent
+// credential, and builds the Config reply. Errors are replyErrors: one line,
+// no secrets.
+func (s *Server) commit(c *conversation) (*protocol.Config, error) {
+	unlock := s.locks.Lock(c.id.indexKey())
+	defer unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	mr := c.mr
+
+	base := s.settings.BaseURL(s.opts.ServerURL)
+	if base == "" {
+		return nil, &replyError{"server-url is not set"}
+	}
+	existing, err := s.existing(mr.Namespace, c.id)
+	if err != nil {
+		return nil, &replyError{err.Error()}
+	}
+	in := hostInput{data: c.data, labels: c.labels, annotations: c.annotations}
+	labels, annotations, warns := buildMetadata(mr, in, existing)
+	var mi *elementalv1.MachineInventory
+	if existing != nil {
+		mi, err = s.updateInventory(ctx, existing, labels, annotations)
+	} else {
+		var w *warning
+		mi, w, err = s.createInventory(ctx, mr, c.id, in.data, labels, annotations)
+		if w != nil {
+			warns = append(warns, *w)
+		}
+	}
+	for _, w := range warns {
+		s.recorder.Event(mr, corev1.EventTypeWarning, w.reason, w.message)
+	}
+	if err != nil {
+		return nil, err
+	}
+
+	if err := s.ensurePlanSecret(ctx, mi); err != nil {
+		return nil, err
+	}
+	if err := credentials.Ensure(ctx, s.k8s, mi); err != nil {
+		if errors.Is(err, credentials.ErrConflict) {
+			s.recorder.Event(mi, corev1.EventTypeWarning, "CredentialConflict", err.Error())
+			return nil, &replyError{fmt.Sprintf("agent credential for MachineInventory %s/%s conflicts with an existing object", mi.Namespace, mi.Name)}
+		}
+		return nil, &replyError{"creating the agent credential failed"}
+	}
+	token, expiry, err := credentials.Token(ctx, s.k8s, mi, s.opts.AgentTokenTTL)
+	if err != nil {
+		return nil, &replyError{"issuing the agent token failed"}
+	}
+	if time.Until(expiry) < 365*24*time.Hour {
+		s.recorder.Eventf(mi, corev1.EventTypeWarning, "AgentTokenShortLived",
+			"the agent token expires at %s; hosts cannot refresh it", expiry.UTC().Format(time.RFC3339))
+	}
+	if existing != nil {
+		s.recorder.Eventf(mi, corev1.EventTypeNormal, "ReRegistered", "host %s re-registered through %s", c.remote, mr.Name)
+	} else {
+		s.recorder.Eventf(mi, corev1.EventTypeNormal, "Registered", "host %s registered through %s", c.remote, mr.Name)
+	}
+	return s.configReply(mr, mi, base, token)
+}
+
+func (s *Server) createInventory(ctx context.Context, mr *elementalv1.MachineRegistration, id identity,
+	data map[string]interface{}, labels, annotations map[string]string) (*elementalv1.MachineInventory, *warning, error) {
+	name, warn, err := renderName(mr, data, uuid.NewString)
+	if err != nil {
+		return nil, warn, &replyError{err.Error()}
+	}
+	newInventoryMetadata(mr, id, labels, annotations)
+	mi := &elementalv1.MachineInventory{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: name, Namespace: mr.Namespace, Labels: labels, Annotations: annotations,
+			// From the start: there is never a window without the finalizer.
+			Finalizers: []string{elementalv1.MachineInventoryFinalizer},
+		},
+	}
+	if id.tpm {
+		mi.Spec.TPMHash = id.hash
+	} else {
+		mi.Spec.MachineHash = id.hash
+	}
+	created, err := s.miClient.Create(mi)
+	if apierrors.IsAlreadyExists(err) {
+		return nil, warn, &replyError{fmt.Sprintf("MachineInventory name %s is already used in %s by another machine; make spec.machineName unique (e.g. add ${Random/Hex/6})", name, mr.Namespace)}
+	}
+	if err != nil {
+		return nil, warn, &replyError{"creating the MachineInventory failed"}
+	}
+	winner, err := s.uniqueWinner(ctx, created, id)
+	if err != nil {
+		return nil, warn, &replyError{"verifying the machine identity failed"}
+	}
+	return winner, warn, nil
+}
+
+// uniqueWinner closes the list-then-create race between replicas: of all
+// inventories with this identity, the oldest wins; a losing creation is deleted.
+func (s *Server) uniqueWinner(ctx context.Context, created *elementalv1.MachineInventory, id identity) (*elementalv1.MachineInventory, error) {
+	list, err := s.miClient.List("", metav1.ListOptions{LabelSelector: elementalv1.IdentityHashLabel + "=" + id.hash[:32]})
+	if err != nil {
+		return nil, err
+	}
+	var same []elementalv1.MachineInventory
+	for _, mi := range list.Items {
+		if (id.tpm && mi.Spec.TPMHash == id.hash) || (!id.tpm && mi.Spec.MachineHash == id.hash) {
+			same = append(same, mi)
+		}
+	}
+	if len(same) <= 1 {
+		return created, nil
+	}
+	sort.Slice(same, func(i, j int) bool {
+		a, b := same[i], same[j]
+		if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
+			return a.CreationTimestamp.Before(&b.CreationTimestamp)
+		}
+		return a.Name < b.Name
+	})
+	winner := same[0]
+	if winner.UID == created.UID {
+		return created, nil
+	}
+	// Ours lost: remove it (finalizer first, nothing was issued for it yet).
+	patch := []byte(`{"metadata":{"finalizers":null}}`)
+	_, _ = s.miClient.Patch(created.Namespace, created.Name, types.MergePatchType, patch)
+	_ = s.miClient.Delete(created.Namespace, created.Name, &metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &created.UID}})
+	if winner.Namespace != created.Namespace {
+		return nil, errors.New("machine identity is already registered in another namespace")
+	}
+	return &winner, nil
+}
+
+// updateInventory merges labels and annotations; keys are never removed and
+// nothing is written when nothing changes.
+func (s *Server) updateInventory(ctx context.Context, mi *elementalv1.MachineInventory, labels, annotations map[string]string) (*elementalv1.MachineInventory, error) {
+	l, a := changed(labels, mi.Labels), changed(annotations, mi.Annotations)
+	if len(l) == 0 && len(a) == 0 {
+		return mi.DeepCopy(), nil
+	}
+	meta := map[string]interface{}{}
+	if len(l) > 0 {
+		meta["labels"] = l
+	}
+	if len(a) > 0 {
+		meta["annotations"] = a
+	}
+	patch, err := json.Marshal(map[string]interface{}{"metadata": meta})
+	if err != nil {
+		return nil, err
+	}
+	out, err := s.miClient.Patch(mi.Namespace, mi.Name, types.MergePatchType, patch)
+	if err != nil {
+		return nil, &replyError{"updating the MachineInventory failed"}
+	}
+	return out, nil
+}
+
+// ensurePlanSecret creates the plan Secret (plan {}) unless it exists and is ours.
+func (s *Server) ensurePlanSecret(ctx context.Context, mi *elementalv1.MachineInventory) error {
+	secrets := s.k8s.CoreV1().Secrets(mi.Namespace)
+	_, err := secrets.Create(ctx, plans.NewSecret(mi), metav1.CreateOptions{})
+	if err == nil {
+		return nil
+	}
+	if !apierrors.IsAlreadyExists(err) {
+		return &replyError{"creating the plan Secret failed"}
+	}
+	existing, err := secrets.Get(ctx, mi.Name, metav1.GetOptions{})
+	if err != nil {
+		return &replyError{"reading the plan Secret failed"}
+	}
+	if !plans.OwnedBy(existing, mi) {
+		return &replyError{fmt.Sprintf("Secret %s/%s exists and is not the plan Secret of this MachineInventory", mi.Namespace, mi.Name)}
+	}
+	return nil
+}
+
+// configReply builds the Config payload (§7.9).
+func (s *Server) configReply(mr *elementalv1.MachineRegistration, mi *elementalv1.MachineInventory, base, token string) (*protocol.Config, error) {
+	cc, err := protocol.CloudConfig(mr.Spec.Config.CloudConfig)
+	if err != nil {
+		return nil, &replyError{"spec.config.cloud-config cannot be encoded"}
+	}
+	reg := s.registrationBlock(mr)
+	return &protocol.Config{
+		Elemental: protocol.Elemental{
+			Install:      mr.Spec.Config.Elemental.Install,
+			Reset:        mr.Spec.Config.Elemental.Reset,
+			Registration: reg,
+			SystemAgent: protocol.SystemAgent{
+				// Strict only with a CA to verify against: otherwise the
+				// agent exits at start-up (crds.md §6 item 13).
+				StrictTLSMode:   s.settings.Value(settings.AgentTLSMode) != "system-store" && reg.CACert != "",
+				URL:             base + "/k8s/clusters/local",
+				Token:           token,
+				SecretName:      mi.Name,
+				SecretNamespace: mi.Namespace,
+			},
+		},
+		CloudConfig: cc,
+	}, nil
+}

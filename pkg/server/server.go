@@ -1,0 +1,187 @@
+// Package server is the registration server: HTTPS on every replica,
+// stateless (all state lives in the API server), answering
+// /elemental/registration/<token> with the registration YAML (plain GET) or
+// the elemental-register protocol (WebSocket), see registration-protocol.md.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/rancher/lasso/pkg/controller"
+	"github.com/rancher/wrangler/v3/pkg/generic"
+	"github.com/rancher/wrangler/v3/pkg/schemes"
+	"github.com/rancher/wrangler/v3/pkg/start"
+	"github.com/sirupsen/logrus"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/kubernetes"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/record"
+
+	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
+	elementalctl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/elemental.cattle.io"
+	elementalv1ctl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/elemental.cattle.io/v1beta1"
+	mgmtctl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/management.cattle.io"
+	"github.com/elemental-operator/elemental-operator/pkg/register/settings"
+)
+
+// Component is the event source and user agent of the server.
+const Component = "elemental-registration"
+
+// Cache index names.
+const (
+	tokenIndex    = "elemental.cattle.io/registration-token"
+	identityIndex = "elemental.cattle.io/inventory-identity"
+)
+
+// Options configure the server.
+type Options struct {
+	// Addr is the listen address.
+	Addr string
+	// Namespace is the operator's namespace, home of the generated TLS Secret.
+	Namespace string
+	// TLSSecret names a kubernetes.io/tls Secret in Namespace to serve with;
+	// empty generates a CA and serving certificate shared by all replicas.
+	TLSSecret string
+	// ServerURL overrides the Rancher server-url Setting.
+	ServerURL string
+	// MaxInFlight bounds concurrent conversations.
+	MaxInFlight int
+	// AgentTokenTTL is the requested lifetime of agent tokens.
+	AgentTokenTTL time.Duration
+	// MessageTimeout bounds each read and write; ConversationTimeout caps a
+	// whole conversation.
+	MessageTimeout, ConversationTimeout time.Duration
+}
+
+func (o *Options) defaults() {
+	if o.MaxInFlight <= 0 {
+		o.MaxInFlight = 64
+	}
+	if o.AgentTokenTTL <= 0 {
+		o.AgentTokenTTL = 87600 * time.Hour
+	}
+	if o.MessageTimeout <= 0 {
+		o.MessageTimeout = 10 * time.Second
+	}
+	if o.ConversationTimeout <= 0 {
+		o.ConversationTimeout = 30 * time.Second
+	}
+}
+
+// Server is a running registration server.
+type Server struct {
+	opts          Options
+	registrations elementalv1ctl.MachineRegistrationCache
+	inventories   elementalv1ctl.MachineInventoryCache
+	miClient      elementalv1ctl.MachineInventoryClient
+	settings      settings.Reader
+	k8s           kubernetes.Interface
+	recorder      record.EventRecorder
+	locks         *keyLock
+	inFlight      chan struct{}
+	tls           *tlsMaterial
+	http          *http.Server
+	listener      net.Listener
+}
+
+// Start builds the caches (its own, independent of leader election), waits
+// for them, obtains the serving certificate and starts listening. A bind
+// failure is returned, not logged.
+func Start(ctx context.Context, cfg *rest.Config, opts Options) (*Server, error) {
+	opts.defaults()
+	cfg = rest.CopyConfig(cfg)
+	cfg.UserAgent = Component
+	scf, err := controller.NewSharedControllerFactoryFromConfigWithOptions(cfg, schemes.All, nil)
+	if err != nil {
+		return nil, err
+	}
+	fopts := &generic.FactoryOptions{SharedControllerFactory: scf}
+	ef, err := elementalctl.NewFactoryFromConfigWithOptions(cfg, fopts)
+	if err != nil {
+		return nil, err
+	}
+	k8s, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		opts:          opts,
+		registrations: ef.Elemental().V1beta1().MachineRegistration().Cache(),
+		inventories:   ef.Elemental().V1beta1().MachineInventory().Cache(),
+		miClient:      ef.Elemental().V1beta1().MachineInventory(),
+		k8s:           k8s,
+		locks:         newKeyLock(),
+		inFlight:      make(chan struct{}, opts.MaxInFlight),
+	}
+	s.registrations.AddIndexer(tokenIndex, func(mr *elementalv1.MachineRegistration) ([]string, error) {
+		if mr.Status.RegistrationToken == "" {
+			return nil, nil
+		}
+		return []string{mr.Status.RegistrationToken}, nil
+	})
+	s.inventories.AddIndexer(identityIndex, func(mi *elementalv1.MachineInventory) ([]string, error) {
+		var keys []string
+		if mi.Spec.TPMHash != "" {
+			keys = append(keys, "tpm/"+mi.Spec.TPMHash)
+		}
+		if mi.Spec.MachineHash != "" {
+			keys = append(keys, "plain/"+mi.Spec.MachineHash)
+		}
+		return keys, nil
+	})
+	starters := []start.Starter{ef}
+	// Without Rancher there is no Setting kind: its cache would never sync.
+	served, err := settings.Served(k8s.Discovery())
+	if err != nil {
+		return nil, fmt.Errorf("discovering Rancher settings: %w", err)
+	}
+	if served {
+		mf, err := mgmtctl.NewFactoryFromConfigWithOptions(cfg, fopts)
+		if err != nil {
+			return nil, err
+		}
+		s.settings = settings.Reader{Cache: mf.Management().V3().Setting().Cache()}
+		starters = append(starters, mf)
+	}
+	if err := start.All(ctx, 1, starters...); err != nil {
+		return nil, fmt.Errorf("starting registration caches: %w", err)
+	}
+
+	broadcaster := record.NewBroadcaster()
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: k8s.CoreV1().Events("")})
+	s.recorder = broadcaster.NewRecorder(schemes.All, corev1.EventSource{Component: Component})
+
+	if s.tls, err = loadTLS(ctx, k8s, opts, s.settings.BaseURL(opts.ServerURL)); err != nil {
+		return nil, err
+	}
+	if s.listener, err = net.Listen("tcp", opts.Addr); err != nil {
+		return nil, fmt.Errorf("listening on %s: %w", opts.Addr, err)
+	}
+	s.http = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, TLSConfig: s.tls.config()}
+	go func() {
+		if err := s.http.ServeTLS(s.listener, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logrus.WithError(err).WithField("addr", opts.Addr).Error("registration server stopped")
+		}
+	}()
+	logrus.WithField("addr", s.listener.Addr().String()).Info("registration server listening")
+	return s, nil
+}
+
+// Addr is the bound address (useful with port 0).
+func (s *Server) Addr() string { return s.listener.Addr().String() }
+
+// CACert is the PEM CA of the serving certificate, as hosts receive it.
+func (s *Server) CACert() string { return string(s.tls.caPEM) }
+
+// Stop closes the listener and waits briefly for conversations to end.
+func (s *Server) Stop() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = s.http.Shutdown(ctx)
+}
