@@ -41,7 +41,8 @@ func (h *handler) OnChange(_ string, mr *elementalv1.MachineRegistration) (*elem
 	if conditions.Changed(before, st.Conditions, elementalv1.ConditionReady) {
 		if r.status == "True" {
 			log.Info("machineregistration ready")
-			h.recorder.Event(out, corev1.EventTypeNormal, "Ready", "registration URL "+st.RegistrationURL)
+			// Events are widely readable: never put the token (or the URL holding it) there.
+			h.recorder.Event(out, corev1.EventTypeNormal, "Ready", "hosts can register")
 		} else {
 			log.WithField("message", r.message).Warn("machineregistration not ready")
 			h.recorder.Event(out, corev1.EventTypeWarning, r.reason, r.message)
