@@ -32,7 +32,6 @@ import (
 
 	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
 	"github.com/elemental-operator/elemental-operator/pkg/controllers/machineinventory"
-	"github.com/elemental-operator/elemental-operator/pkg/controllers/machineregistration"
 	"github.com/elemental-operator/elemental-operator/pkg/controllers/machineinventoryselector"
 	"github.com/elemental-operator/elemental-operator/pkg/controllers/machineregistration"
 	capictl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/cluster.x-k8s.io"
@@ -157,10 +156,6 @@ func Register(ctx context.Context, app *AppContext, opts Options) error {
 	logrus.WithField("namespace", app.Namespace).Debug("registering controllers")
 	machineinventory.Register(ctx, app.Elemental.MachineInventory(), app.Elemental.MachineInventorySelector(),
 		app.Core.Secret(), app.K8s, app.Recorder, machineinventory.Options{ResetTimeout: opts.ResetTimeout})
-	if err := machineregistration.Register(ctx, app.Elemental.MachineRegistration(), app.Management.Setting(), app.K8s.Discovery(),
-		app.Recorder, machineregistration.Options{ServerURL: opts.ServerURL}); err != nil {
-		return err
-	}
 	if err := machineregistration.Register(ctx, app.Elemental.MachineRegistration(), app.Management.Setting(), app.K8s.Discovery(),
 		app.Recorder, machineregistration.Options{ServerURL: opts.ServerURL}); err != nil {
 		return err

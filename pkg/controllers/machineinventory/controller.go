@@ -6,6 +6,7 @@ package machineinventory
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	corev1ctl "github.com/rancher/wrangler/v3/pkg/generated/controllers/core/v1"
@@ -35,6 +36,9 @@ type handler struct {
 	now         func() time.Time
 	// written skips cache copies older than our own last write.
 	written *stale.Guard
+
+	deferMu  sync.Mutex
+	deferred map[string]bool // inventory UID/state → in-progress status write skipped once
 }
 
 // Register wires the handlers. Plan Secret and selector changes are mapped back
@@ -51,6 +55,7 @@ func Register(ctx context.Context, inventories elementalctl.MachineInventoryCont
 		opts:        opts,
 		now:         time.Now,
 		written:     stale.New(),
+		deferred:    map[string]bool{},
 	}
 	inventories.OnChange(ctx, "machineinventory", h.OnChange)
 	secrets.OnChange(ctx, "plan-secret-to-machineinventory", func(_ string, s *corev1.Secret) (*corev1.Secret, error) {

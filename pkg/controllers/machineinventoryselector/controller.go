@@ -8,6 +8,7 @@ package machineinventoryselector
 import (
 	"context"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/rancher/wrangler/v3/pkg/start"
@@ -42,6 +43,9 @@ type handler struct {
 	recorder    record.EventRecorder
 	alloc       *allocator
 	written     *stale.Guard
+
+	deferMu  sync.Mutex
+	deferred map[string]bool // selector UID/state → in-progress status write skipped once
 }
 
 // Register wires the selector handlers and returns the allocator, which must
@@ -59,6 +63,7 @@ func Register(ctx context.Context, selectors elementalctl.MachineInventorySelect
 		k8s:         k8s,
 		recorder:    recorder,
 		written:     stale.New(),
+		deferred:    map[string]bool{},
 	}
 	h.alloc = newAllocator(inventories, selectors.Cache())
 	h.alloc.paused = h.paused

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
@@ -131,22 +132,27 @@ func (h *handler) bootstrap(mis *elementalv1.MachineInventorySelector, mi *eleme
 		obs.planErr = err
 		return h.writeStatus(mis, obs)
 	}
-	if _, err := h.secrets.Patch(secret.Namespace, secret.Name, types.MergePatchType, plans.Patch(plan, elementalv1.PlanTypeBootstrap)); err != nil {
-		if apierrors.IsNotFound(err) {
-			return mis, err // deleted under us: retry from a fresh view
-		}
-		obs.planErr = fmt.Errorf("writing the bootstrap plan: %w", err)
-		if _, serr := h.writeStatus(mis, obs); serr != nil {
-			return mis, serr
-		}
-		return mis, err
-	}
-	msg := "bootstrap plan written to " + mi.Name
-	if len(dropped) > 0 {
-		msg += "; labels the kubelet refuses were left out: " + strings.Join(dropped, ", ")
-	}
-	h.recorder.Event(mis, corev1.EventTypeNormal, "BootstrapPlanWritten", msg)
 	obs.checksum = plans.Checksum(plan)
+	// Already there (written before a crash, or before a deferred status
+	// write): the plan is deterministic, so there is nothing to write.
+	if plans.Checksum(secret.Data[plans.KeyPlan]) != obs.checksum {
+		if _, err := h.secrets.Patch(secret.Namespace, secret.Name, types.MergePatchType, plans.Patch(plan, elementalv1.PlanTypeBootstrap)); err != nil {
+			if apierrors.IsNotFound(err) {
+				return mis, err // deleted under us: retry from a fresh view
+			}
+			obs.planErr = fmt.Errorf("writing the bootstrap plan: %w", err)
+			obs.checksum = ""
+			if _, serr := h.writeStatus(mis, obs); serr != nil {
+				return mis, serr
+			}
+			return mis, err
+		}
+		msg := "bootstrap plan written to " + mi.Name
+		if len(dropped) > 0 {
+			msg += "; labels the kubelet refuses were left out: " + strings.Join(dropped, ", ")
+		}
+		h.recorder.Event(mis, corev1.EventTypeNormal, "BootstrapPlanWritten", msg)
+	}
 	// The agent cannot have applied the new plan yet, but a re-write after a
 	// crash is byte-identical and may already be applied.
 	obs.plan = plans.Observe(secret.Data, obs.checksum)
@@ -209,6 +215,9 @@ func (h *handler) writeStatusValue(mis *elementalv1.MachineInventorySelector, st
 	if apiequality.Semantic.DeepEqual(mis.Status, status) {
 		return mis, nil
 	}
+	if h.deferTransient(mis, status) {
+		return mis, nil
+	}
 	if status.Ready && !mis.Status.Ready {
 		h.log(mis).WithField("inventory", status.MachineInventoryRef.Name).Info("selector ready")
 	}
@@ -227,4 +236,27 @@ func (h *handler) update(mis *elementalv1.MachineInventorySelector) (*elementalv
 		h.written.Wrote(mis)
 	}
 	return updated, err
+}
+
+// transientDelay is how long an in-progress selector status may go unwritten:
+// a waiting selector is normally claimed, and a fast agent applies the plan,
+// within a second; a state that lasts is written after this delay.
+const transientDelay = 2 * time.Second
+
+// deferTransient skips, once per distinct in-progress status, its write and
+// looks again after transientDelay. Errors and ready are never deferred.
+func (h *handler) deferTransient(mis *elementalv1.MachineInventorySelector, status elementalv1.MachineInventorySelectorStatus) bool {
+	reason := conditionReason(status.Conditions, elementalv1.ConditionReady)
+	if reason != elementalv1.ReasonWaitingForInventory && reason != elementalv1.ReasonSuccessfullyUpdatedPlan {
+		return false
+	}
+	key := string(mis.UID) + "/" + reason + "/" + status.BootstrapPlanChecksum
+	h.deferMu.Lock()
+	defer h.deferMu.Unlock()
+	if h.deferred[key] {
+		return false
+	}
+	h.deferred[key] = true
+	h.selectors.EnqueueAfter(mis.Namespace, mis.Name, transientDelay)
+	return true
 }

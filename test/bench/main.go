@@ -1,0 +1,373 @@
+// Command bench measures adoption against the real apiserver: N inventories,
+// M selectors with Machines and bootstrap Secrets (simulated Rancher), plans
+// answered by simulated agents, the operator as a separate process. It
+// reports time until every selector is ready, operator API writes per
+// adoption (apiserver_request_total minus the simulators' own writes),
+// conflicts, operator CPU and peak RSS. `scripts/bench` runs it.
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
+	elementalctl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/elemental.cattle.io"
+	"github.com/elemental-operator/elemental-operator/pkg/testenv"
+)
+
+var (
+	progress    = flag.Bool("progress", false, "print progress every 2s")
+	dumpMetrics = flag.Bool("metrics", false, "print the operator's handler metrics at the end")
+	metricsAddr string
+)
+
+func main() {
+	inventoriesN := flag.Int("inventories", 1000, "inventories in the pool")
+	selectorsN := flag.Int("selectors", 1000, "selectors (Machines) to adopt")
+	flag.Parse()
+	logrus.SetLevel(logrus.WarnLevel)
+	if err := run(*inventoriesN, *selectorsN); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(nInv, nSel int) error {
+	ctx := context.Background()
+	env, err := testenv.Start(testenv.Options{})
+	if err != nil {
+		return err
+	}
+	defer env.Stop()
+	dir, err := os.MkdirTemp("", "elemental-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	binary := filepath.Join(dir, "elemental-operator")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		return fmt.Errorf("building the operator: %v\n%s", err, out)
+	}
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	if err := env.WriteKubeconfig(kubeconfig); err != nil {
+		return err
+	}
+
+	// Everything the simulators write is counted, to subtract it later.
+	simCfg, simWrites := testenv.CountWrites(env.Config)
+	simClient := kubernetes.NewForConfigOrDie(simCfg)
+	ns, err := env.NewNamespace(ctx, "bench")
+	if err != nil {
+		return err
+	}
+	agentCtx, stopAgents := context.WithCancel(ctx)
+	defer stopAgents()
+	testenv.RunSimulatedAgents(agentCtx, simClient, ns, 16)
+	rancher, err := testenv.NewSimulatedRancher(simCfg)
+	if err != nil {
+		return err
+	}
+	f, err := elementalctl.NewFactoryFromConfig(simCfg)
+	if err != nil {
+		return err
+	}
+	inventories, selectors := f.Elemental().V1beta1().MachineInventory(), f.Elemental().V1beta1().MachineInventorySelector()
+
+	op, err := startOperator(binary, kubeconfig, ns)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("creating %d inventories (as the registration server would) and waiting for their agents' ack\n", nInv)
+	if err := parallel(nInv, func(i int) error {
+		_, err := inventories.Create(&elementalv1.MachineInventory{ObjectMeta: metav1.ObjectMeta{
+			Namespace: ns, Name: fmt.Sprintf("host-%05d", i), Labels: map[string]string{"element": "fire", "rack": strconv.Itoa(i % 10)},
+			Finalizers: []string{elementalv1.MachineInventoryFinalizer},
+		}})
+		return err
+	}); err != nil {
+		return err
+	}
+	if err := waitFor(10*time.Minute, func() (bool, string) {
+		list, err := inventories.List(ns, metav1.ListOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		n := 0
+		for _, mi := range list.Items {
+			if mi.Status.Phase == "Available" {
+				n++
+			}
+		}
+		return n == nInv, fmt.Sprintf("%d/%d available", n, nInv)
+	}); err != nil {
+		return err
+	}
+	op.stop()
+
+	fmt.Printf("creating %d Machines + bootstrap Secrets + selectors with the operator stopped\n", nSel)
+	if err := parallel(nSel, func(i int) error {
+		_, err := rancher.CreateMachine(ctx, ns, fmt.Sprintf("m-%05d", i), testenv.MachineOptions{
+			Selector: elementalv1.LabelSelector{MatchLabels: map[string]string{"element": "fire"}},
+			Script:   "#!/bin/sh\necho bootstrap\n",
+		})
+		return err
+	}); err != nil {
+		return err
+	}
+
+	before, err := apiserverWrites(env)
+	if err != nil {
+		return err
+	}
+	simBefore := simWrites.Total("")
+	start := time.Now()
+	op, err = startOperator(binary, kubeconfig, ns)
+	if err != nil {
+		return err
+	}
+	want := nSel
+	if nInv < want {
+		want = nInv
+	}
+	if err := waitFor(15*time.Minute, func() (bool, string) {
+		list, err := selectors.List(ns, metav1.ListOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		n, recorded, planned := 0, 0, 0
+		for _, mis := range list.Items {
+			if mis.Status.Ready {
+				n++
+			}
+			if mis.Status.MachineInventoryRef != nil {
+				recorded++
+			}
+			if mis.Status.BootstrapPlanChecksum != "" {
+				planned++
+			}
+		}
+		claimed := 0
+		if *progress {
+			invs, _ := inventories.List(ns, metav1.ListOptions{})
+			for _, mi := range invs.Items {
+				if len(mi.OwnerReferences) > 0 {
+					claimed++
+				}
+			}
+		}
+		return n == want, fmt.Sprintf("%d/%d selectors ready (%d claimed, %d recorded, %d with plan)", n, want, claimed, recorded, planned)
+	}); err != nil {
+		return err
+	}
+	elapsed := time.Since(start)
+	cpu, rss := op.usage()
+	if *dumpMetrics {
+		if out, err := exec.Command("curl", "-s", "http://"+metricsAddr+"/metrics").Output(); err == nil {
+			for _, line := range strings.Split(string(out), "\n") {
+				if strings.HasPrefix(line, "lasso_controller_total_handler_execution") || strings.HasPrefix(line, "lasso_controller_reconcile_time_seconds_sum") || strings.HasPrefix(line, "workqueue_depth") {
+					fmt.Println("  " + line)
+				}
+			}
+		}
+	}
+	time.Sleep(2 * time.Second) // let trailing writes (inventory phases) land
+	after, err := apiserverWrites(env)
+	if err != nil {
+		return err
+	}
+	simDelta := simWrites.Total("") - simBefore
+	op.stop()
+
+	total, conflicts, byResource := diff(before, after)
+	opWrites := total - simDelta
+	fmt.Printf("\nresults: %d inventories, %d selectors, %d adoptions\n", nInv, nSel, want)
+	fmt.Printf("  time until all selectors ready (operator start → last ready): %s\n", elapsed.Round(10*time.Millisecond))
+	fmt.Printf("  operator API writes: %d total, %.2f per adoption (events: %d, leases: %d)\n",
+		opWrites, float64(opWrites)/float64(want), byResource["events"], byResource["leases"])
+	fmt.Printf("  operator writes per adoption without events and leases: %.2f\n",
+		float64(opWrites-byResource["events"]-byResource["leases"])/float64(want))
+	fmt.Printf("  simulated agents' writes (subtracted): %d\n", simDelta)
+	fmt.Printf("  conflicts (HTTP 409, all clients): %d\n", conflicts)
+	fmt.Printf("  operator CPU: %.2fs, peak RSS: %.1f MiB\n", cpu.Seconds(), float64(rss)/1024)
+	fmt.Printf("  apiserver writes by resource (all clients): %v\n", byResource)
+	return nil
+}
+
+type operatorProcess struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+func startOperator(binary, kubeconfig, ns string) (*operatorProcess, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	health := l.Addr().String()
+	l.Close()
+	if l, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+		return nil, err
+	}
+	metricsAddr = l.Addr().String()
+	l.Close()
+	cmd := exec.Command(binary, "--kubeconfig", kubeconfig, "--namespace", ns, "--health-addr", health,
+		"--metrics-addr", metricsAddr, "--registration-addr", "", "--install-crds=false",
+		"--leader-elect-lease-duration", "4s", "--leader-elect-renew-deadline", "3s", "--leader-elect-retry-period", "500ms")
+	logFile, err := os.CreateTemp("", "elemental-bench-operator-*.log")
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &operatorProcess{cmd: cmd, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(p.done) }()
+	return p, nil
+}
+
+func (p *operatorProcess) stop() {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// usage reads CPU time and peak RSS (KiB) from /proc.
+func (p *operatorProcess) usage() (time.Duration, int) {
+	pid := p.cmd.Process.Pid
+	stat, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	fields := strings.Fields(string(stat)[strings.LastIndexByte(string(stat), ')')+1:])
+	var cpu time.Duration
+	if len(fields) > 12 {
+		utime, _ := strconv.Atoi(fields[11])
+		stime, _ := strconv.Atoi(fields[12])
+		cpu = time.Duration(utime+stime) * 10 * time.Millisecond // USER_HZ = 100
+	}
+	rss := 0
+	status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, line := range strings.Split(string(status), "\n") {
+		if strings.HasPrefix(line, "VmHWM:") {
+			rss, _ = strconv.Atoi(strings.Fields(line)[1])
+		}
+	}
+	return cpu, rss
+}
+
+func parallel(n int, fn func(i int) error) error {
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	sem := make(chan struct{}, 32)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(i int) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := fn(i); err != nil {
+				errs <- err
+			}
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+func waitFor(timeout time.Duration, check func() (bool, string)) error {
+	start := time.Now()
+	deadline := start.Add(timeout)
+	var last string
+	lastPrint := start
+	for time.Now().Before(deadline) {
+		var ok bool
+		if ok, last = check(); ok {
+			return nil
+		}
+		if *progress && time.Since(lastPrint) > 2*time.Second {
+			fmt.Printf("  %6.1fs  %s\n", time.Since(start).Seconds(), last)
+			lastPrint = time.Now()
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("timed out: %s", last)
+}
+
+type sample map[string]float64
+
+// apiserverWrites reads apiserver_request_total, keyed by "verb resource code".
+func apiserverWrites(env *testenv.Env) (sample, error) {
+	raw, err := env.Client.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	out := sample{}
+	sc := bufio.NewScanner(strings.NewReader(string(raw)))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "apiserver_request_total{") {
+			continue
+		}
+		labels := parseLabels(line[len("apiserver_request_total{"):strings.LastIndexByte(line, '}')])
+		switch labels["verb"] {
+		case "POST", "PUT", "PATCH", "DELETE", "APPLY", "CREATE", "UPDATE":
+		default:
+			continue
+		}
+		res := labels["resource"]
+		if labels["subresource"] != "" {
+			res += "/" + labels["subresource"]
+		}
+		v, _ := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+		out[labels["verb"]+" "+res+" "+labels["code"]] += v
+	}
+	return out, sc.Err()
+}
+
+func parseLabels(s string) map[string]string {
+	out := map[string]string{}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(kv, "=")
+		if ok {
+			out[k] = strings.Trim(v, `"`)
+		}
+	}
+	return out
+}
+
+func diff(before, after sample) (total, conflicts int, byResource map[string]int) {
+	byResource = map[string]int{}
+	for k, v := range after {
+		d := int(v - before[k])
+		if d == 0 {
+			continue
+		}
+		parts := strings.Fields(k)
+		total += d
+		byResource[strings.SplitN(parts[1], "/", 2)[0]] += d
+		if parts[2] == "409" {
+			conflicts += d
+		}
+	}
+	return total, conflicts, byResource
+}
