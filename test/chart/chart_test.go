@@ -1,0 +1,284 @@
+package chart
+
+import (
+	"context"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"helm.sh/helm/v3/pkg/chart/loader"
+	"helm.sh/helm/v3/pkg/chartutil"
+	"helm.sh/helm/v3/pkg/lint"
+	"helm.sh/helm/v3/pkg/lint/support"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/restmapper"
+	"sigs.k8s.io/yaml"
+
+	"github.com/elemental-operator/elemental-operator/pkg/operator"
+)
+
+// TestLint is `helm lint --strict` for both charts and every values variant.
+func TestLint(t *testing.T) {
+	check := func(name, dir string, vals map[string]interface{}) {
+		linter := lint.All(dir, vals, releaseNamespace, true)
+		for _, m := range linter.Messages {
+			if m.Severity >= support.WarningSev {
+				t.Errorf("%s: %s", name, m)
+			}
+		}
+	}
+	check("elemental-operator-crds", crdChart, nil)
+	for name, vals := range variants(t) {
+		check("elemental-operator "+name, operatorChart, vals)
+	}
+}
+
+// TestCRDChartKeepsCRDs: uninstalling the CRD chart must never delete
+// inventories, and the chart ships exactly the four CRDs.
+func TestCRDChartKeepsCRDs(t *testing.T) {
+	r, err := render(crdChart, nil)
+	require.NoError(t, err)
+	var names []string
+	for _, o := range r.objects {
+		require.Equal(t, "CustomResourceDefinition", o.GetKind())
+		assert.Equal(t, "keep", o.GetAnnotations()["helm.sh/resource-policy"], o.GetName())
+		names = append(names, o.GetName())
+	}
+	assert.ElementsMatch(t, []string{
+		"machineregistrations.elemental.cattle.io", "machineinventories.elemental.cattle.io",
+		"machineinventoryselectors.elemental.cattle.io", "machineinventoryselectortemplates.elemental.cattle.io",
+	}, names)
+}
+
+func deployment(t *testing.T, r *rendered) *appsv1.Deployment {
+	t.Helper()
+	u := r.find("Deployment", "")
+	require.NotNil(t, u, "no Deployment rendered")
+	var d appsv1.Deployment
+	require.NoError(t, runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &d))
+	return &d
+}
+
+// operatorFlags maps every ELEMENTAL_OPERATOR_* variable to its flag.
+func operatorFlags() map[string]string {
+	fs := flag.NewFlagSet("operator", flag.ContinueOnError)
+	cfg := operator.DefaultConfig()
+	cfg.BindFlags(fs)
+	out := map[string]string{}
+	fs.VisitAll(func(f *flag.Flag) { out[operator.EnvName(f.Name)] = f.Name })
+	return out
+}
+
+// TestDeployment checks, for every variant, what the issue asks of the pod:
+// non-root, read-only root, no capabilities, probes on the health port, and
+// every ELEMENTAL_OPERATOR_* variable naming a real operator flag.
+func TestDeployment(t *testing.T) {
+	flags := operatorFlags()
+	for name, vals := range variants(t) {
+		t.Run(name, func(t *testing.T) {
+			r, err := render(operatorChart, vals)
+			require.NoError(t, err)
+			d := deployment(t, r)
+			pod := d.Spec.Template.Spec
+			require.Len(t, pod.Containers, 1)
+			c := pod.Containers[0]
+
+			require.NotNil(t, pod.SecurityContext)
+			assert.True(t, *pod.SecurityContext.RunAsNonRoot)
+			require.NotNil(t, c.SecurityContext)
+			assert.True(t, *c.SecurityContext.ReadOnlyRootFilesystem)
+			assert.False(t, *c.SecurityContext.AllowPrivilegeEscalation)
+			assert.Equal(t, []corev1.Capability{"ALL"}, c.SecurityContext.Capabilities.Drop)
+			assert.False(t, *pod.EnableServiceLinks, "service links would inject ELEMENTAL_OPERATOR_* variables")
+			assert.Equal(t, "elemental-operator", pod.ServiceAccountName)
+
+			ports := map[string]int32{}
+			for _, p := range c.Ports {
+				ports[p.Name] = p.ContainerPort
+			}
+			require.NotNil(t, c.LivenessProbe)
+			require.NotNil(t, c.ReadinessProbe)
+			assert.Equal(t, "/healthz", c.LivenessProbe.HTTPGet.Path)
+			assert.Equal(t, "/readyz", c.ReadinessProbe.HTTPGet.Path)
+			assert.Equal(t, "health", c.LivenessProbe.HTTPGet.Port.String())
+			assert.Equal(t, "health", c.ReadinessProbe.HTTPGet.Port.String())
+			assert.NotZero(t, ports["health"])
+
+			env := map[string]corev1.EnvVar{}
+			for _, e := range c.Env {
+				env[e.Name] = e
+				if strings.HasPrefix(e.Name, operator.EnvPrefix) {
+					assert.Contains(t, flags, e.Name, "%s is not the variable of any operator flag", e.Name)
+				}
+			}
+			assert.Equal(t, "metadata.namespace", env["ELEMENTAL_OPERATOR_NAMESPACE"].ValueFrom.FieldRef.FieldPath)
+			assert.Equal(t, "true", env["ELEMENTAL_OPERATOR_LEADER_ELECT"].Value, "leader election is always on")
+		})
+	}
+}
+
+// TestDefaultsMatchTheOperator: the chart's defaults are the operator's
+// (ports 8080 metrics, 9440 health, 8443 registration), CRDs come from the
+// CRD chart, and the image follows systemDefaultRegistry.
+func TestDefaultsMatchTheOperator(t *testing.T) {
+	r, err := render(operatorChart, nil)
+	require.NoError(t, err)
+	d := deployment(t, r)
+	c := d.Spec.Template.Spec.Containers[0]
+	env := map[string]string{}
+	for _, e := range c.Env {
+		env[e.Name] = e.Value
+	}
+	def := operator.DefaultConfig()
+	assert.Equal(t, def.MetricsAddr, env["ELEMENTAL_OPERATOR_METRICS_ADDR"])
+	assert.Equal(t, def.HealthAddr, env["ELEMENTAL_OPERATOR_HEALTH_ADDR"])
+	assert.Equal(t, def.RegistrationAddr, env["ELEMENTAL_OPERATOR_REGISTRATION_ADDR"])
+	assert.Equal(t, def.ResetTimeout.String(), mustDuration(t, env["ELEMENTAL_OPERATOR_RESET_TIMEOUT"]))
+	assert.Equal(t, "false", env["ELEMENTAL_OPERATOR_INSTALL_CRDS"])
+	assert.Equal(t, "rancher/elemental-operator:0.1.0", c.Image)
+	assert.Contains(t, r.notes, "<Rancher server-url>/elemental/registration/<token>")
+
+	// No CRD rights unless the operator installs them.
+	cr := r.find("ClusterRole", "elemental-operator")
+	require.NotNil(t, cr)
+	assert.NotContains(t, mustJSON(t, cr), "customresourcedefinitions")
+
+	// The CAPI aggregation role of capi-rancher.md §8.1.
+	agg := r.find("ClusterRole", "elemental-capi-manager")
+	require.NotNil(t, agg)
+	assert.Equal(t, "true", agg.GetLabels()["cluster.x-k8s.io/aggregate-to-manager"])
+
+	full, err := render(operatorChart, variants(t)["full-values.yaml"])
+	require.NoError(t, err)
+	fc := deployment(t, full).Spec.Template.Spec.Containers[0]
+	assert.Equal(t, "registry.example.com/rancher/elemental-operator:v9.9.9", fc.Image)
+	assert.Contains(t, full.notes, "https://rancher.example.com/elemental/registration/<token>")
+	assert.Contains(t, mustJSON(t, full.find("ClusterRole", "elemental-operator")), "customresourcedefinitions")
+	guard := full.find("Job", "elemental-operator-uninstall-guard")
+	require.NotNil(t, guard)
+	assert.Equal(t, "pre-delete", guard.GetAnnotations()["helm.sh/hook"])
+	assert.Contains(t, mustJSON(t, guard), "registry.example.com/rancher/shell:")
+}
+
+func mustDuration(t *testing.T, s string) string {
+	t.Helper()
+	fs := flag.NewFlagSet("d", flag.ContinueOnError)
+	d := fs.Duration("d", 0, "")
+	require.NoError(t, fs.Set("d", s))
+	return d.String()
+}
+
+func mustJSON(t *testing.T, u *unstructured.Unstructured) string {
+	t.Helper()
+	b, err := u.MarshalJSON()
+	require.NoError(t, err)
+	return string(b)
+}
+
+// TestSchemaRejectsBadValues: values.schema.json catches typos and wrong types.
+func TestSchemaRejectsBadValues(t *testing.T) {
+	for name, vals := range map[string]chartutil.Values{
+		"unknown key":        {"replica": 2},
+		"replicas as string": {"replicas": "two"},
+		"bad pull policy":    {"image": map[string]interface{}{"repository": "x", "pullPolicy": "Sometimes"}},
+		"bad service type":   {"service": map[string]interface{}{"type": "Ingress"}},
+		"bad duration":       {"resetTimeout": "soon"},
+		"bad server URL":     {"serverURL": "rancher.example.com"},
+	} {
+		_, err := render(operatorChart, vals)
+		assert.Error(t, err, name)
+	}
+}
+
+// TestDryRunApply: the apiserver accepts every rendered object of every
+// variant (server-side apply, dry run), hooks included.
+func TestDryRunApply(t *testing.T) {
+	ctx := context.Background()
+	dyn, err := dynamic.NewForConfig(env.Config)
+	require.NoError(t, err)
+	disco, err := discovery.NewDiscoveryClientForConfig(env.Config)
+	require.NoError(t, err)
+	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(disco))
+
+	apply := func(t *testing.T, objs []*unstructured.Unstructured) {
+		for _, o := range objs {
+			gvk := o.GroupVersionKind()
+			m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+			require.NoError(t, err, "%s %s", gvk, o.GetName())
+			var ri dynamic.ResourceInterface = dyn.Resource(m.Resource)
+			if m.Scope.Name() == meta.RESTScopeNameNamespace {
+				assert.Equal(t, releaseNamespace, o.GetNamespace(), "%s %s has no explicit namespace", gvk.Kind, o.GetName())
+				ri = dyn.Resource(m.Resource).Namespace(o.GetNamespace())
+			}
+			body, err := o.MarshalJSON()
+			require.NoError(t, err)
+			force := true
+			_, err = ri.Patch(ctx, o.GetName(), types.ApplyPatchType, body, metav1.PatchOptions{
+				FieldManager: "helm", Force: &force, DryRun: []string{metav1.DryRunAll},
+			})
+			assert.NoError(t, err, "%s %s", gvk.Kind, o.GetName())
+		}
+	}
+	crdsRendered, err := render(crdChart, nil)
+	require.NoError(t, err)
+	t.Run("crds", func(t *testing.T) { apply(t, crdsRendered.objects) })
+	for name, vals := range variants(t) {
+		t.Run(name, func(t *testing.T) {
+			r, err := render(operatorChart, vals)
+			require.NoError(t, err)
+			apply(t, r.objects)
+		})
+	}
+}
+
+// TestFleetBundle: the example bundles deploy both charts at the chart
+// versions in this tree, the operator after the CRDs.
+func TestFleetBundle(t *testing.T) {
+	type fleetYAML struct {
+		DefaultNamespace string            `json:"defaultNamespace"`
+		Labels           map[string]string `json:"labels"`
+		DependsOn        []struct {
+			Selector metav1.LabelSelector `json:"selector"`
+		} `json:"dependsOn"`
+		Helm struct {
+			ReleaseName, Chart, Version, Repo string
+			TakeOwnership                     bool
+			Values                            map[string]interface{}
+		} `json:"helm"`
+	}
+	read := func(dir string) fleetYAML {
+		b, err := os.ReadFile(filepath.Join("../../examples/fleet", dir, "fleet.yaml"))
+		require.NoError(t, err)
+		var f fleetYAML
+		require.NoError(t, yaml.UnmarshalStrict(b, &f), dir)
+		return f
+	}
+	crdsBundle, opBundle := read("elemental-operator-crds"), read("elemental-operator")
+	for dir, f := range map[string]fleetYAML{crdChart: crdsBundle, operatorChart: opBundle} {
+		chrt, err := loader.Load(dir)
+		require.NoError(t, err)
+		assert.Equal(t, chrt.Name(), f.Helm.Chart)
+		assert.Equal(t, chrt.Metadata.Version, f.Helm.Version)
+		assert.Equal(t, chrt.Name(), f.Helm.ReleaseName)
+		assert.Equal(t, releaseNamespace, f.DefaultNamespace)
+		if f.Helm.Values != nil {
+			_, err := render(dir, f.Helm.Values)
+			assert.NoError(t, err, "the bundle's values must pass values.schema.json")
+		}
+	}
+	require.Len(t, opBundle.DependsOn, 1)
+	assert.Equal(t, crdsBundle.Labels, opBundle.DependsOn[0].Selector.MatchLabels)
+}
