@@ -150,7 +150,12 @@ type Options struct {
 	ResetTimeout time.Duration
 }
 
-// Register registers every handler. It never starts anything: Start does,
+// Register registers every handler.
+//
+// Handlers that map one object's events to another's key use
+// EnqueueAfter(ns, name, 0), never Enqueue: lasso's Enqueue goes through the
+// per-key failure rate limiter, so a burst of related events would back the
+// key off exponentially (seconds) although nothing failed. It never starts anything: Start does,
 // once, inside leader election.
 func Register(ctx context.Context, app *AppContext, opts Options) error {
 	logrus.WithField("namespace", app.Namespace).Debug("registering controllers")

@@ -26,6 +26,7 @@ type Config struct {
 	RegistrationAddr string
 	ServerURL        string
 	Debug            bool
+	Profiling        bool
 	ResetTimeout     time.Duration
 
 	RegistrationTLSSecret   string
@@ -43,7 +44,7 @@ func DefaultConfig() Config {
 		Namespace:        "cattle-elemental-system",
 		InstallCRDs:      true,
 		LeaderElect:      true,
-		Workers:          5,
+		Workers:          20,
 		MetricsAddr:      ":8080",
 		HealthAddr:       ":9440",
 		RegistrationAddr: ":8443",
@@ -81,6 +82,7 @@ func (c *Config) BindFlags(fs *flag.FlagSet) {
 	dur(&c.AgentTokenTTL, "agent-token-ttl", "requested lifetime of per-inventory agent tokens (hosts cannot refresh them)")
 	str(&c.ServerURL, "server-url", "base URL of registration and agent endpoints; overrides the Rancher server-url Setting")
 	boolean(&c.Debug, "debug", "debug logging")
+	boolean(&c.Profiling, "profiling", "serve Go pprof profiles under /debug/pprof/ on the metrics address")
 	dur(&c.ResetTimeout, "reset-timeout", "how long a deleting, resettable inventory waits for its host to apply the reset plan")
 	dur(&c.LeaseDuration, "leader-elect-lease-duration", "how long a lease is valid without renewal")
 	dur(&c.RenewDeadline, "leader-elect-renew-deadline", "how long the leader retries renewing before giving up")

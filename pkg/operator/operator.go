@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync/atomic"
 	"time"
 
@@ -200,6 +201,11 @@ func startServers(cfg Config, ready *atomic.Bool) ([]*http.Server, error) {
 	}
 	metricsMux := http.NewServeMux()
 	metricsMux.Handle("/metrics", metrics.Handler())
+	if cfg.Profiling {
+		metricsMux.HandleFunc("/debug/pprof/", pprof.Index)
+		metricsMux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		metricsMux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	if err := serve(cfg.MetricsAddr, metricsMux); err != nil {
 		shutdown(servers)
 		return nil, err

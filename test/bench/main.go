@@ -23,6 +23,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
 
 	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
@@ -33,6 +34,7 @@ import (
 var (
 	progress    = flag.Bool("progress", false, "print progress every 2s")
 	dumpMetrics = flag.Bool("metrics", false, "print the operator's handler metrics at the end")
+	goroutines  = flag.String("goroutines", "", "write the operator's goroutine dump 15s into the measured phase to this file")
 	metricsAddr string
 )
 
@@ -87,6 +89,15 @@ func run(nInv, nSel int) error {
 		return err
 	}
 	inventories, selectors := f.Elemental().V1beta1().MachineInventory(), f.Elemental().V1beta1().MachineInventorySelector()
+	// Observe through watches: polling LISTs of thousands of objects would load
+	// the apiserver more than the operator does.
+	invCache, misCache := inventories.Cache(), selectors.Cache()
+	if err := f.Start(ctx, 1); err != nil {
+		return err
+	}
+	if err := f.Sync(ctx); err != nil {
+		return err
+	}
 
 	op, err := startOperator(binary, kubeconfig, ns)
 	if err != nil {
@@ -103,12 +114,12 @@ func run(nInv, nSel int) error {
 		return err
 	}
 	if err := waitFor(10*time.Minute, func() (bool, string) {
-		list, err := inventories.List(ns, metav1.ListOptions{})
+		list, err := invCache.List(ns, labels.Everything())
 		if err != nil {
 			return false, err.Error()
 		}
 		n := 0
-		for _, mi := range list.Items {
+		for _, mi := range list {
 			if mi.Status.Phase == "Available" {
 				n++
 			}
@@ -145,12 +156,12 @@ func run(nInv, nSel int) error {
 		want = nInv
 	}
 	if err := waitFor(15*time.Minute, func() (bool, string) {
-		list, err := selectors.List(ns, metav1.ListOptions{})
+		list, err := misCache.List(ns, labels.Everything())
 		if err != nil {
 			return false, err.Error()
 		}
 		n, recorded, planned := 0, 0, 0
-		for _, mis := range list.Items {
+		for _, mis := range list {
 			if mis.Status.Ready {
 				n++
 			}
@@ -163,8 +174,8 @@ func run(nInv, nSel int) error {
 		}
 		claimed := 0
 		if *progress {
-			invs, _ := inventories.List(ns, metav1.ListOptions{})
-			for _, mi := range invs.Items {
+			invs, _ := invCache.List(ns, labels.Everything())
+			for _, mi := range invs {
 				if len(mi.OwnerReferences) > 0 {
 					claimed++
 				}
@@ -226,7 +237,7 @@ func startOperator(binary, kubeconfig, ns string) (*operatorProcess, error) {
 	metricsAddr = l.Addr().String()
 	l.Close()
 	cmd := exec.Command(binary, "--kubeconfig", kubeconfig, "--namespace", ns, "--health-addr", health,
-		"--metrics-addr", metricsAddr, "--registration-addr", "", "--install-crds=false",
+		"--metrics-addr", metricsAddr, "--registration-addr", "", "--install-crds=false", "--profiling", "--debug",
 		"--leader-elect-lease-duration", "4s", "--leader-elect-renew-deadline", "3s", "--leader-elect-retry-period", "500ms")
 	logFile, err := os.CreateTemp("", "elemental-bench-operator-*.log")
 	if err != nil {
@@ -302,6 +313,15 @@ func waitFor(timeout time.Duration, check func() (bool, string)) error {
 		var ok bool
 		if ok, last = check(); ok {
 			return nil
+		}
+		if *goroutines != "" && time.Since(start) > 16*time.Second && metricsAddr != "" {
+			if out, err := exec.Command("curl", "-s", "http://"+metricsAddr+"/debug/pprof/goroutine?debug=1").Output(); err == nil {
+				_ = os.WriteFile(*goroutines, out, 0o644)
+			}
+			if out, err := exec.Command("curl", "-s", "http://"+metricsAddr+"/metrics").Output(); err == nil {
+				_ = os.WriteFile(*goroutines+".metrics", out, 0o644)
+			}
+			*goroutines = ""
 		}
 		if *progress && time.Since(lastPrint) > 2*time.Second {
 			fmt.Printf("  %6.1fs  %s\n", time.Since(start).Seconds(), last)

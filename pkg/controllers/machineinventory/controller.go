@@ -60,13 +60,13 @@ func Register(ctx context.Context, inventories elementalctl.MachineInventoryCont
 	inventories.OnChange(ctx, "machineinventory", h.OnChange)
 	secrets.OnChange(ctx, "plan-secret-to-machineinventory", func(_ string, s *corev1.Secret) (*corev1.Secret, error) {
 		if s != nil && s.Type == elementalv1.PlanSecretType {
-			inventories.Enqueue(s.Namespace, s.Name)
+			inventories.EnqueueAfter(s.Namespace, s.Name, 0) // not Enqueue: lasso rate-limits that per key (see controllers.go)
 		}
 		return s, nil
 	})
 	selectors.OnChange(ctx, "selector-to-machineinventory", func(_ string, mis *elementalv1.MachineInventorySelector) (*elementalv1.MachineInventorySelector, error) {
 		if mis != nil && mis.Status.MachineInventoryRef != nil && mis.Status.MachineInventoryRef.Name != "" {
-			inventories.Enqueue(mis.Namespace, mis.Status.MachineInventoryRef.Name)
+			inventories.EnqueueAfter(mis.Namespace, mis.Status.MachineInventoryRef.Name, 0) // not Enqueue: lasso rate-limits that per key (see controllers.go)
 		}
 		return mis, nil
 	})

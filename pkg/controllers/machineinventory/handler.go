@@ -188,7 +188,7 @@ func (h *handler) recordTransitions(mi *elementalv1.MachineInventory, before, af
 // plan waiting for its agent) usually resolve within a second, so writing
 // them would cost writes per adoption for states nobody gets to see; a state
 // that lasts is written after this delay.
-const transientDelay = 2 * time.Second
+const transientDelay = 5 * time.Second
 
 // deferTransient skips, once per distinct in-progress status, its write and
 // looks again after transientDelay. Failures and final states are never deferred.

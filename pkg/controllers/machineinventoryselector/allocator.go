@@ -208,7 +208,7 @@ func (a *allocator) allocate(ctx context.Context, ns string) error {
 		wg       sync.WaitGroup
 		mu       sync.Mutex
 		retry    bool
-		parallel = make(chan struct{}, 8)
+		parallel = make(chan struct{}, 16)
 	)
 	for _, p := range pairs {
 		wg.Add(1)

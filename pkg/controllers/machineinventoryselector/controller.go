@@ -76,14 +76,20 @@ func Register(ctx context.Context, selectors elementalctl.MachineInventorySelect
 	selectors.Cache().AddIndexer(WaitingByNamespace, indexWaiting)
 	selectors.Cache().AddIndexer(ByCluster, indexCluster)
 
-	selectors.OnChange(ctx, "machineinventoryselector", h.OnChange)
+	selectors.OnChange(ctx, "machineinventoryselector", func(key string, mis *elementalv1.MachineInventorySelector) (*elementalv1.MachineInventorySelector, error) {
+		out, err := h.OnChange(key, mis)
+		if err != nil {
+			logrus.WithError(err).WithField("selector", key).Debug("selector reconcile failed; retrying")
+		}
+		return out, err
+	})
 	inventories.OnChange(ctx, "inventory-to-selector", h.onInventory)
 	secrets.OnChange(ctx, "plan-secret-to-selector", h.onPlanSecret)
 	machines.OnChange(ctx, "machine-to-selector", func(_ string, m *capiv1beta2.Machine) (*capiv1beta2.Machine, error) {
 		if m != nil {
 			ref := m.Spec.InfrastructureRef
 			if ref.APIGroup == elementalv1.SchemeGroupVersion.Group && ref.Kind == "MachineInventorySelector" {
-				selectors.Enqueue(m.Namespace, ref.Name)
+				selectors.EnqueueAfter(m.Namespace, ref.Name, 0)
 			}
 		}
 		return m, nil
@@ -92,7 +98,7 @@ func Register(ctx context.Context, selectors elementalctl.MachineInventorySelect
 		if c != nil {
 			list, _ := selectors.Cache().GetByIndex(ByCluster, c.Namespace+"/"+c.Name)
 			for _, mis := range list {
-				selectors.Enqueue(mis.Namespace, mis.Name)
+				selectors.EnqueueAfter(mis.Namespace, mis.Name, 0)
 			}
 		}
 		return c, nil
@@ -110,7 +116,7 @@ func (h *handler) onInventory(_ string, mi *elementalv1.MachineInventory) (*elem
 		if h.orphaned(mi, name, uid) {
 			return mi, h.releaseOrphan(mi, name, uid)
 		}
-		h.selectors.Enqueue(mi.Namespace, name)
+		h.selectors.EnqueueAfter(mi.Namespace, name, 0)
 	} else if Free(mi) {
 		h.alloc.Enqueue(mi.Namespace)
 	}
@@ -147,7 +153,7 @@ func (h *handler) onPlanSecret(_ string, s *corev1.Secret) (*corev1.Secret, erro
 		return s, nil
 	}
 	if name, _, ok := claimOf(mi); ok {
-		h.selectors.Enqueue(mi.Namespace, name)
+		h.selectors.EnqueueAfter(mi.Namespace, name, 0)
 	}
 	return s, nil
 }

@@ -241,7 +241,7 @@ func (h *handler) update(mis *elementalv1.MachineInventorySelector) (*elementalv
 // transientDelay is how long an in-progress selector status may go unwritten:
 // a waiting selector is normally claimed, and a fast agent applies the plan,
 // within a second; a state that lasts is written after this delay.
-const transientDelay = 2 * time.Second
+const transientDelay = 5 * time.Second
 
 // deferTransient skips, once per distinct in-progress status, its write and
 // looks again after transientDelay. Errors and ready are never deferred.

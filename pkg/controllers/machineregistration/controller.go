@@ -6,6 +6,7 @@ package machineregistration
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/sirupsen/logrus"
 	"k8s.io/apimachinery/pkg/labels"
@@ -86,6 +87,10 @@ func (h *handler) onSetting(_ string, s *mgmtv3.Setting) (*mgmtv3.Setting, error
 }
 
 func (h *handler) enqueueAll(match func(*elementalv1.MachineRegistration) bool) {
+	h.enqueueAllAfter(match, 0)
+}
+
+func (h *handler) enqueueAllAfter(match func(*elementalv1.MachineRegistration) bool, delay time.Duration) {
 	all, err := h.cache.List("", labels.Everything())
 	if err != nil {
 		logrus.WithError(err).Warn("listing machineregistrations")
@@ -93,7 +98,7 @@ func (h *handler) enqueueAll(match func(*elementalv1.MachineRegistration) bool) 
 	}
 	for _, mr := range all {
 		if match(mr) {
-			h.registrations.Enqueue(mr.Namespace, mr.Name)
+			h.registrations.EnqueueAfter(mr.Namespace, mr.Name, delay) // not Enqueue: lasso rate-limits that per key
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -70,11 +71,15 @@ func TestStaticTokenMustBeUnique(t *testing.T) {
 	newRegistration(t, ns2, "second", elementalv1.MachineRegistrationSpec{Token: "static-token-1"})
 	mr = waitReady(t, ns2, "second", metav1.ConditionFalse, elementalv1.ReasonDuplicateToken)
 	assert.Empty(t, mr.Status.RegistrationToken)
-	var found bool
-	for _, e := range events(t, ns2, "second") {
-		found = found || (e.Reason == elementalv1.ReasonDuplicateToken && e.Type == "Warning")
-	}
-	assert.True(t, found, "DuplicateToken event")
+	// Events are recorded asynchronously.
+	eventually(t, 10*time.Second, func() error {
+		for _, e := range events(t, ns2, "second") {
+			if e.Reason == elementalv1.ReasonDuplicateToken && e.Type == "Warning" {
+				return nil
+			}
+		}
+		return fmt.Errorf("no DuplicateToken event yet")
+	})
 
 	// The first one moves to another token: the second gets it.
 	first, err := registrations.Get(ns1, "first", metav1.GetOptions{})

@@ -1,6 +1,8 @@
 package machineregistration
 
 import (
+	"time"
+
 	"github.com/rancher/wrangler/v3/pkg/randomtoken"
 	"github.com/sirupsen/logrus"
 	corev1 "k8s.io/api/core/v1"
@@ -48,9 +50,10 @@ func (h *handler) OnChange(_ string, mr *elementalv1.MachineRegistration) (*elem
 			h.recorder.Event(out, corev1.EventTypeWarning, r.reason, r.message)
 		}
 	}
-	// Registrations refused for our spec.token may be free now that we moved.
+	// Registrations refused for our spec.token may be free now that we moved;
+	// look again once our cache shows the move (it may lag this write).
 	if mr.Status.RegistrationToken != "" && mr.Status.RegistrationToken != st.RegistrationToken {
-		h.enqueueAll(isDuplicate)
+		h.enqueueAllAfter(isDuplicate, time.Second)
 	}
 	return out, nil
 }
