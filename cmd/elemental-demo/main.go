@@ -53,7 +53,10 @@ func run(ctx context.Context, hold bool) error {
 
 	cfg := operator.DefaultConfig()
 	cfg.Namespace = "cattle-elemental-system"
-	cfg.MetricsAddr, cfg.HealthAddr, cfg.RegistrationAddr = "127.0.0.1:18080", "127.0.0.1:19440", ""
+	cfg.MetricsAddr, cfg.HealthAddr, cfg.RegistrationAddr = "127.0.0.1:18080", "127.0.0.1:19440", "127.0.0.1:18443"
+	// The simulated Rancher has no server-url Setting: point hosts at the
+	// embedded registration server directly.
+	cfg.ServerURL = "https://127.0.0.1:18443"
 	opCtx, cancelOp := context.WithCancel(ctx)
 	defer cancelOp()
 	opDone := make(chan error, 1)
@@ -83,6 +86,10 @@ func run(ctx context.Context, hold bool) error {
 	lease, _ := env.Client.CoordinationV1().Leases(cfg.Namespace).Get(ctx, operator.LeaseName, metav1.GetOptions{})
 	step("operator is leading (holder %s); health on http://%s/healthz, metrics on http://%s/metrics",
 		*lease.Spec.HolderIdentity, cfg.HealthAddr, cfg.MetricsAddr)
+
+	if err := seedFlow(ctx, env, cfg.Namespace); err != nil {
+		return err
+	}
 
 	if hold {
 		kubeconfig := filepath.Join(os.TempDir(), "elemental-demo.kubeconfig")

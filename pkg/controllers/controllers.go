@@ -33,6 +33,7 @@ import (
 	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
 	"github.com/elemental-operator/elemental-operator/pkg/controllers/machineinventory"
 	"github.com/elemental-operator/elemental-operator/pkg/controllers/machineinventoryselector"
+	"github.com/elemental-operator/elemental-operator/pkg/controllers/machineinventoryselectortemplate"
 	"github.com/elemental-operator/elemental-operator/pkg/controllers/machineregistration"
 	capictl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/cluster.x-k8s.io"
 	capiv1beta2ctl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/cluster.x-k8s.io/v1beta2"
@@ -165,6 +166,7 @@ func Register(ctx context.Context, app *AppContext, opts Options) error {
 		app.Recorder, machineregistration.Options{ServerURL: opts.ServerURL}); err != nil {
 		return err
 	}
+	machineinventoryselectortemplate.Register(ctx, app.Elemental.MachineInventorySelectorTemplate(), app.Elemental.MachineInventory())
 	if err := registerProvisioning(ctx, app); err != nil {
 		return err
 	}

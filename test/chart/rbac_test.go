@@ -392,6 +392,26 @@ func runFlow(t *testing.T, ctx context.Context, saCfg *rest.Config, registration
 		return nil
 	})
 
+	// The pool template: the operator writes its capacity status.
+	templates := admin.Elemental().V1beta1().MachineInventorySelectorTemplate()
+	_, err = templates.Create(&elementalv1.MachineInventorySelectorTemplate{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "release-pool"},
+		Spec: elementalv1.MachineInventorySelectorTemplateSpec{Template: elementalv1.MachineInventorySelectorTemplateResource{
+			Spec: elementalv1.MachineInventorySelectorSpec{Selector: elementalv1.LabelSelector{MatchLabels: map[string]string{"pool": "release"}}},
+		}},
+	})
+	require.NoError(t, err)
+	eventually(t, time.Minute, func() error {
+		mist, err := templates.Get(ns, "release-pool", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if mist.Status.MatchingInventories == 0 {
+			return fmt.Errorf("template capacity not written yet")
+		}
+		return nil
+	})
+
 	// Provisioning: one machine per pool claims its host.
 	for _, pool := range []string{"release", "delete"} {
 		_, err := rancher.CreateMachine(ctx, ns, "m-"+pool, testenv.MachineOptions{
