@@ -45,8 +45,17 @@ func Register(version string) {
 			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 			Leader,
 			BuildInfo,
+			Registrations,
+			AdoptionSeconds,
+			Plans,
+			ReconcileErrors,
+			inventoryCollector{},
 		)
 		lassometrics.MustRegisterWithWorkqueue(Registry)
+		// Export zero error counts rather than no series at all.
+		for _, c := range []string{"machineinventory", "machineinventoryselector"} {
+			ReconcileErrors.WithLabelValues(c)
+		}
 	})
 	BuildInfo.WithLabelValues(version).Set(1)
 }
@@ -54,4 +63,66 @@ func Register(version string) {
 // Handler serves Registry in the Prometheus text format.
 func Handler() http.Handler {
 	return promhttp.HandlerFor(Registry, promhttp.HandlerOpts{Registry: Registry})
+}
+
+// The operator's own series (see README "Metrics").
+var (
+	// Registrations counts registration attempts by the registration's auth
+	// method and the outcome: registered, reregistered or failed.
+	Registrations = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "registrations_total",
+		Help: "Host registrations by auth method (tpm, mac, sys-uuid) and result (registered, reregistered, failed).",
+	}, []string{"auth", "result"})
+
+	// AdoptionSeconds is the time from a selector's creation to its readiness
+	// (claim, bootstrap plan written and applied).
+	AdoptionSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: namespace, Name: "adoption_duration_seconds",
+		Help:    "Seconds from MachineInventorySelector creation to ready (bootstrap plan applied).",
+		Buckets: prometheus.ExponentialBuckets(0.5, 2, 14),
+	})
+
+	// Plans counts the agent's verdicts on plans, by plan type and result.
+	Plans = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "plans_total",
+		Help: "Plan outcomes reported by agents, by plan type (empty, bootstrap, reset, release) and result (applied, failed).",
+	}, []string{"type", "result"})
+
+	// ReconcileErrors counts handler errors (conflicts included) by controller.
+	ReconcileErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "reconcile_errors_total",
+		Help: "Reconcile errors by controller; each is retried.",
+	}, []string{"controller"})
+
+	inventoriesDesc = prometheus.NewDesc(namespace+"_inventories",
+		"MachineInventories by namespace and state (free, claimed, other), from the operator's cache.",
+		[]string{"namespace", "state"}, nil)
+
+	inventoryMu     sync.Mutex
+	inventorySource func() map[[2]string]int
+)
+
+// SetInventorySource sets what the inventories gauge reports at scrape time:
+// counts keyed by {namespace, state}. Computed from a cache when scraped, so
+// it costs nothing between scrapes.
+func SetInventorySource(f func() map[[2]string]int) {
+	inventoryMu.Lock()
+	defer inventoryMu.Unlock()
+	inventorySource = f
+}
+
+type inventoryCollector struct{}
+
+func (inventoryCollector) Describe(ch chan<- *prometheus.Desc) { ch <- inventoriesDesc }
+
+func (inventoryCollector) Collect(ch chan<- prometheus.Metric) {
+	inventoryMu.Lock()
+	f := inventorySource
+	inventoryMu.Unlock()
+	if f == nil {
+		return
+	}
+	for k, v := range f() {
+		ch <- prometheus.MustNewConstMetric(inventoriesDesc, prometheus.GaugeValue, float64(v), k[0], k[1])
+	}
 }

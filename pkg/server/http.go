@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/elemental-operator/elemental-operator/pkg/metrics"
 	"net/http"
 	"strings"
 	"time"
@@ -207,6 +208,15 @@ func (s *Server) failed(mr *elementalv1.MachineRegistration, remote, reason stri
 	logrus.WithFields(logrus.Fields{"machineregistration": mr.Namespace + "/" + mr.Name, "remote": remote}).
 		WithField("reason", reason).Warn("registration failed")
 	s.recorder.Eventf(mr, corev1.EventTypeWarning, "RegistrationFailed", "host %s: %s", remote, reason)
+	metrics.Registrations.WithLabelValues(registrationAuth(mr), "failed").Inc()
+}
+
+// registrationAuth is the registration's configured method (tpm when unset), for metrics.
+func registrationAuth(mr *elementalv1.MachineRegistration) string {
+	if a := mr.Spec.Config.Elemental.Registration.Auth; a != "" {
+		return a
+	}
+	return "tpm"
 }
 
 // caBundle concatenates PEM bundles, dropping duplicate certificates.

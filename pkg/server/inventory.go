@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/elemental-operator/elemental-operator/pkg/metrics"
 	"sort"
 	"time"
 
@@ -97,8 +98,10 @@ func (s *Server) commit(c *conversation) (*protocol.Config, error) {
 	}
 	if existing != nil {
 		s.recorder.Eventf(mi, corev1.EventTypeNormal, "ReRegistered", "host %s re-registered through %s", c.remote, mr.Name)
+		metrics.Registrations.WithLabelValues(registrationAuth(mr), "reregistered").Inc()
 	} else {
 		s.recorder.Eventf(mi, corev1.EventTypeNormal, "Registered", "host %s registered through %s", c.remote, mr.Name)
+		metrics.Registrations.WithLabelValues(registrationAuth(mr), "registered").Inc()
 	}
 	return s.configReply(mr, mi, base, token)
 }

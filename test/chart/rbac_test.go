@@ -4,7 +4,9 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/elemental-operator/elemental-operator/pkg/metrics"
 	"net/http"
+	"net/http/httptest"
 	"sort"
 	"strings"
 	"sync"
@@ -186,6 +188,28 @@ func TestOperatorRunsWithExactlyTheChartRBAC(t *testing.T) {
 	defer stopOperator()
 
 	runFlow(t, ctx, saCfg, logs.registrationAddr)
+
+	// The metrics endpoint carries the operator's named series, with values
+	// from the flow that just ran.
+	rr := httptest.NewRecorder()
+	metrics.Handler().ServeHTTP(rr, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	exposition := rr.Body.String()
+	for _, series := range []string{
+		`elemental_operator_registrations_total{auth="mac",result="registered"}`,
+		`elemental_operator_adoption_duration_seconds_count`,
+		`elemental_operator_plans_total{result="applied",type="bootstrap"}`,
+		`elemental_operator_plans_total{result="applied",type="empty"}`,
+		`elemental_operator_inventories{namespace=`,
+		`elemental_operator_reconcile_errors_total{controller="machineinventoryselector"}`,
+		`elemental_operator_leader 1`,
+	} {
+		assert.Contains(t, exposition, series)
+	}
+	for _, line := range strings.Split(exposition, "\n") {
+		if strings.HasPrefix(line, "elemental_operator_adoption_duration_seconds_count") || strings.HasPrefix(line, `elemental_operator_registrations_total{auth="mac",result="registered"}`) {
+			assert.NotEqual(t, "0", line[strings.LastIndexByte(line, ' ')+1:], line)
+		}
+	}
 
 	stopOperator()
 	logs.mu.Lock()

@@ -10,12 +10,14 @@ import (
 	"time"
 
 	corev1ctl "github.com/rancher/wrangler/v3/pkg/generated/controllers/core/v1"
+	"github.com/sirupsen/logrus"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/record"
 
 	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
 	elementalctl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/elemental.cattle.io/v1beta1"
+	"github.com/elemental-operator/elemental-operator/pkg/metrics"
 	"github.com/elemental-operator/elemental-operator/pkg/stale"
 )
 
@@ -57,7 +59,14 @@ func Register(ctx context.Context, inventories elementalctl.MachineInventoryCont
 		written:     stale.New(),
 		deferred:    map[string]bool{},
 	}
-	inventories.OnChange(ctx, "machineinventory", h.OnChange)
+	inventories.OnChange(ctx, "machineinventory", func(key string, mi *elementalv1.MachineInventory) (*elementalv1.MachineInventory, error) {
+		out, err := h.OnChange(key, mi)
+		if err != nil {
+			metrics.ReconcileErrors.WithLabelValues("machineinventory").Inc()
+			logrus.WithError(err).WithField("machineinventory", key).Debug("inventory reconcile failed; retrying")
+		}
+		return out, err
+	})
 	secrets.OnChange(ctx, "plan-secret-to-machineinventory", func(_ string, s *corev1.Secret) (*corev1.Secret, error) {
 		if s != nil && s.Type == elementalv1.PlanSecretType {
 			inventories.EnqueueAfter(s.Namespace, s.Name, 0) // not Enqueue: lasso rate-limits that per key (see controllers.go)

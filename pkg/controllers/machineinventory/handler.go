@@ -14,6 +14,7 @@ import (
 
 	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
 	"github.com/elemental-operator/elemental-operator/pkg/conditions"
+	"github.com/elemental-operator/elemental-operator/pkg/metrics"
 	"github.com/elemental-operator/elemental-operator/pkg/plans"
 )
 
@@ -147,6 +148,7 @@ func (h *handler) writeStatus(mi *elementalv1.MachineInventory, obs observation)
 	if h.deferTransient(mi, status) {
 		return mi, nil
 	}
+	countPlan(mi.Status.Plan, status.Plan)
 	h.recordTransitions(mi, mi.Status.Conditions, status.Conditions)
 	updated := mi.DeepCopy()
 	updated.Status = status
@@ -164,6 +166,22 @@ func (h *handler) update(mi *elementalv1.MachineInventory) (*elementalv1.Machine
 		h.written.Wrote(mi)
 	}
 	return updated, err
+}
+
+// countPlan counts a plan outcome once: when the verdict on the current
+// checksum is new (deferred in-progress writes may skip condition changes).
+func countPlan(before, after *elementalv1.PlanStatus) {
+	if after == nil || after.State == "" {
+		return
+	}
+	if before != nil && before.Checksum == after.Checksum && before.State == after.State {
+		return
+	}
+	result := "applied"
+	if after.State == elementalv1.PlanFailed {
+		result = "failed"
+	}
+	metrics.Plans.WithLabelValues(after.Type, result).Inc()
 }
 
 func (h *handler) recordTransitions(mi *elementalv1.MachineInventory, before, after []metav1.Condition) {

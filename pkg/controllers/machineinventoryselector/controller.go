@@ -26,6 +26,7 @@ import (
 	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
 	capictl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/cluster.x-k8s.io/v1beta2"
 	elementalctl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/elemental.cattle.io/v1beta1"
+	"github.com/elemental-operator/elemental-operator/pkg/metrics"
 	"github.com/elemental-operator/elemental-operator/pkg/stale"
 )
 
@@ -79,6 +80,7 @@ func Register(ctx context.Context, selectors elementalctl.MachineInventorySelect
 	selectors.OnChange(ctx, "machineinventoryselector", func(key string, mis *elementalv1.MachineInventorySelector) (*elementalv1.MachineInventorySelector, error) {
 		out, err := h.OnChange(key, mis)
 		if err != nil {
+			metrics.ReconcileErrors.WithLabelValues("machineinventoryselector").Inc()
 			logrus.WithError(err).WithField("selector", key).Debug("selector reconcile failed; retrying")
 		}
 		return out, err

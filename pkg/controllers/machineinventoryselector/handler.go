@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
+	"github.com/elemental-operator/elemental-operator/pkg/metrics"
 	"github.com/elemental-operator/elemental-operator/pkg/plans"
 )
 
@@ -220,6 +221,7 @@ func (h *handler) writeStatusValue(mis *elementalv1.MachineInventorySelector, st
 	}
 	if status.Ready && !mis.Status.Ready {
 		h.log(mis).WithField("inventory", status.MachineInventoryRef.Name).Info("selector ready")
+		metrics.AdoptionSeconds.Observe(time.Since(mis.CreationTimestamp.Time).Seconds())
 	}
 	updated := mis.DeepCopy()
 	updated.Status = status
