@@ -51,16 +51,9 @@ func run(m *testing.M) int {
 	// The operator in-process, its writes counted.
 	opCfg, counter := testenv.CountWrites(env.Config)
 	writes = counter
-	cfg := operator.DefaultConfig()
-	cfg.LeaderElect, cfg.InstallCRDs = false, false
-	cfg.HealthAddr, cfg.MetricsAddr, cfg.RegistrationAddr = "", "", ""
-	cfg.ResetTimeout = resetTimeout
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- operator.RunWithConfig(ctx, cfg, opCfg, "test") }()
+	stop := testenv.RunOperator(opCfg, func(c *operator.Config) { c.ResetTimeout = resetTimeout })
 	code := m.Run()
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		fmt.Fprintln(os.Stderr, "operator:", err)
 		return 1
 	}
@@ -94,15 +87,7 @@ func getInventory(t *testing.T, ns, name string) *elementalv1.MachineInventory {
 // eventually polls until check passes, reporting the last failure.
 func eventually(t *testing.T, timeout time.Duration, check func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = check(); err == nil {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("condition not met within %s: %v", timeout, err)
+	testenv.Eventually(t, timeout, check)
 }
 
 func condition(mi *elementalv1.MachineInventory, typ string) *metav1.Condition {

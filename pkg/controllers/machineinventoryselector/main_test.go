@@ -15,7 +15,6 @@ import (
 	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
 	elementalctl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/elemental.cattle.io"
 	elementalv1ctl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/elemental.cattle.io/v1beta1"
-	"github.com/elemental-operator/elemental-operator/pkg/operator"
 	"github.com/elemental-operator/elemental-operator/pkg/testenv"
 )
 
@@ -47,15 +46,9 @@ func run(m *testing.M) int {
 	}
 	inventories, selectors = f.Elemental().V1beta1().MachineInventory(), f.Elemental().V1beta1().MachineInventorySelector()
 
-	cfg := operator.DefaultConfig()
-	cfg.LeaderElect, cfg.InstallCRDs = false, false
-	cfg.HealthAddr, cfg.MetricsAddr, cfg.RegistrationAddr = "", "", ""
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- operator.RunWithConfig(ctx, cfg, env.Config, "test") }()
+	stop := testenv.RunOperator(env.Config, nil)
 	code := m.Run()
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		fmt.Fprintln(os.Stderr, "operator:", err)
 		return 1
 	}
@@ -110,15 +103,7 @@ func readyInventories(t *testing.T, ns, prefix string, n int, labels map[string]
 
 func eventually(t *testing.T, timeout time.Duration, check func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = check(); err == nil {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("condition not met within %s: %v", timeout, err)
+	testenv.Eventually(t, timeout, check)
 }
 
 func reason(conds []metav1.Condition, typ string) string {

@@ -12,7 +12,6 @@ import (
 
 	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
 	elementalctl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/elemental.cattle.io"
-	"github.com/elemental-operator/elemental-operator/pkg/operator"
 	"github.com/elemental-operator/elemental-operator/pkg/testenv"
 )
 
@@ -27,15 +26,9 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer env.Stop()
-	cfg := operator.DefaultConfig()
-	cfg.LeaderElect, cfg.InstallCRDs = false, false
-	cfg.HealthAddr, cfg.MetricsAddr, cfg.RegistrationAddr = "", "", ""
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- operator.RunWithConfig(ctx, cfg, env.Config, "test") }()
+	stop := testenv.RunOperator(env.Config, nil)
 	code := m.Run()
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		fmt.Fprintln(os.Stderr, "operator:", err)
 		return 1
 	}

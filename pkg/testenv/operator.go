@@ -1,0 +1,45 @@
+package testenv
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/rest"
+
+	"github.com/elemental-operator/elemental-operator/pkg/operator"
+)
+
+// RunOperator runs the operator in-process against cfg, without leader
+// election, CRD installation or listeners unless mutate turns them on. The
+// returned stop cancels it and reports how it ended.
+func RunOperator(cfg *rest.Config, mutate func(*operator.Config)) (stop func() error) {
+	c := operator.DefaultConfig()
+	c.LeaderElect, c.InstallCRDs = false, false
+	c.HealthAddr, c.MetricsAddr, c.RegistrationAddr = "", "", ""
+	if mutate != nil {
+		mutate(&c)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- operator.RunWithConfig(ctx, c, cfg, "test") }()
+	return func() error {
+		cancel()
+		return <-done
+	}
+}
+
+// Eventually polls check until it returns nil, failing the test with the
+// last error after timeout.
+func Eventually(t testing.TB, timeout time.Duration, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = check(); err == nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("condition not met within %s: %v", timeout, err)
+}
