@@ -19,6 +19,7 @@ type Config struct {
 	Kubeconfig       string
 	Namespace        string
 	InstallCRDs      bool
+	CreateNamespace  bool
 	LeaderElect      bool
 	Workers          int
 	MetricsAddr      string
@@ -43,6 +44,7 @@ func DefaultConfig() Config {
 	return Config{
 		Namespace:        "cattle-elemental-system",
 		InstallCRDs:      true,
+		CreateNamespace:  true,
 		LeaderElect:      true,
 		Workers:          20,
 		MetricsAddr:      ":8080",
@@ -72,6 +74,7 @@ func (c *Config) BindFlags(fs *flag.FlagSet) {
 	str(&c.Kubeconfig, "kubeconfig", "path to a kubeconfig; empty uses $KUBECONFIG, then the in-cluster config")
 	str(&c.Namespace, "namespace", "the operator's own namespace (lease, generated TLS secret)")
 	boolean(&c.InstallCRDs, "install-crds", "install or upgrade the elemental.cattle.io CRDs at start-up")
+	boolean(&c.CreateNamespace, "create-namespace", "create --namespace at start-up if missing (bare clusters; the chart's namespace exists)")
 	boolean(&c.LeaderElect, "leader-elect", "run controllers only while holding the elemental-operator Lease (required with more than one replica)")
 	fs.IntVar(&c.Workers, "workers", c.Workers, "worker goroutines per controller [$"+EnvName("workers")+"]")
 	str(&c.MetricsAddr, "metrics-addr", "address of the Prometheus /metrics endpoint; empty disables it")

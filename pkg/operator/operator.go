@@ -64,7 +64,9 @@ func RunWithConfig(parent context.Context, cfg Config, restCfg *rest.Config, ver
 	if err != nil {
 		return err
 	}
-	ensureNamespace(ctx, k8s, cfg.Namespace)
+	if cfg.CreateNamespace {
+		ensureNamespace(ctx, k8s, cfg.Namespace)
+	}
 
 	if cfg.InstallCRDs {
 		objs, err := crds.Objects()
