@@ -128,15 +128,7 @@ func newNamespace(t *testing.T) string {
 
 func eventually(t *testing.T, timeout time.Duration, check func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = check(); err == nil {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("condition not met within %s: %v", timeout, err)
+	testenv.Eventually(t, timeout, check)
 }
 
 func events(t *testing.T, ns string) []corev1.Event {

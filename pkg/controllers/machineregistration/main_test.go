@@ -19,7 +19,6 @@ import (
 	elementalv1ctl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/elemental.cattle.io/v1beta1"
 	mgmtctl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/management.cattle.io"
 	mgmtv3ctl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/management.cattle.io/v3"
-	"github.com/elemental-operator/elemental-operator/pkg/operator"
 	"github.com/elemental-operator/elemental-operator/pkg/testenv"
 )
 
@@ -52,15 +51,9 @@ func run(m *testing.M) int {
 	}
 	settingsCli = mf.Management().V3().Setting()
 
-	cfg := operator.DefaultConfig()
-	cfg.LeaderElect, cfg.InstallCRDs = false, false
-	cfg.HealthAddr, cfg.MetricsAddr, cfg.RegistrationAddr = "", "", ""
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- operator.RunWithConfig(ctx, cfg, env.Config, "test") }()
+	stop := testenv.RunOperator(env.Config, nil)
 	code := m.Run()
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		fmt.Fprintln(os.Stderr, "operator:", err)
 		return 1
 	}
@@ -107,15 +100,7 @@ func waitReady(t *testing.T, ns, name string, status metav1.ConditionStatus, rea
 
 func eventually(t *testing.T, timeout time.Duration, check func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = check(); err == nil {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("condition not met within %s: %v", timeout, err)
+	testenv.Eventually(t, timeout, check)
 }
 
 func events(t *testing.T, ns, name string) []corev1.Event {
