@@ -21,3 +21,13 @@ func TestGuard(t *testing.T) {
 	g.Forget("u")
 	assert.False(t, g.Stale(v2))
 }
+
+func TestOnce(t *testing.T) {
+	o := NewOnce()
+	assert.True(t, o.First("u", "a"))
+	assert.False(t, o.First("u", "a"))
+	assert.True(t, o.First("u", "b"))
+	assert.True(t, o.First("v", "a"), "keys are per object")
+	o.Forget("u")
+	assert.True(t, o.First("u", "a"))
+}

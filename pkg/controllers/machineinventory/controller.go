@@ -6,7 +6,6 @@ package machineinventory
 
 import (
 	"context"
-	"sync"
 	"time"
 
 	corev1ctl "github.com/rancher/wrangler/v3/pkg/generated/controllers/core/v1"
@@ -39,8 +38,7 @@ type handler struct {
 	// written skips cache copies older than our own last write.
 	written *stale.Guard
 
-	deferMu  sync.Mutex
-	deferred map[string]bool // inventory UID/state → in-progress status write skipped once
+	deferred *stale.Once // inventory UID/state → in-progress status write skipped once
 }
 
 // Register wires the handlers. Plan Secret and selector changes are mapped back
@@ -57,7 +55,7 @@ func Register(ctx context.Context, inventories elementalctl.MachineInventoryCont
 		opts:        opts,
 		now:         time.Now,
 		written:     stale.New(),
-		deferred:    map[string]bool{},
+		deferred:    stale.NewOnce(),
 	}
 	inventories.OnChange(ctx, "machineinventory", func(key string, mi *elementalv1.MachineInventory) (*elementalv1.MachineInventory, error) {
 		out, err := h.OnChange(key, mi)

@@ -3,7 +3,6 @@ package machineinventory
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -75,13 +74,7 @@ func (h *handler) finalize(mi *elementalv1.MachineInventory) (*elementalv1.Machi
 	mi.Finalizers = finalizers
 	h.log(mi).Info("inventory cleaned up")
 	h.written.Forget(mi.UID)
-	h.deferMu.Lock()
-	for k := range h.deferred {
-		if strings.HasPrefix(k, string(mi.UID)+"/") {
-			delete(h.deferred, k)
-		}
-	}
-	h.deferMu.Unlock()
+	h.deferred.Forget(mi.UID)
 	return h.inventories.Update(mi)
 }
 

@@ -224,13 +224,9 @@ func (h *handler) deferTransient(mi *elementalv1.MachineInventory, status elemen
 	if status.Plan != nil {
 		checksum = status.Plan.Checksum
 	}
-	key := string(mi.UID) + "/" + ready.Reason + "/" + adoption.Reason + "/" + checksum
-	h.deferMu.Lock()
-	defer h.deferMu.Unlock()
-	if h.deferred[key] {
+	if !h.deferred.First(mi.UID, ready.Reason+"/"+adoption.Reason+"/"+checksum) {
 		return false // waited once already: write what we see
 	}
-	h.deferred[key] = true
 	h.inventories.EnqueueAfter(mi.Namespace, mi.Name, transientDelay)
 	return true
 }

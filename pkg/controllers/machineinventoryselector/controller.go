@@ -8,7 +8,6 @@ package machineinventoryselector
 import (
 	"context"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/rancher/wrangler/v3/pkg/start"
@@ -45,8 +44,7 @@ type handler struct {
 	alloc       *allocator
 	written     *stale.Guard
 
-	deferMu  sync.Mutex
-	deferred map[string]bool // selector UID/state → in-progress status write skipped once
+	deferred *stale.Once // selector UID/state → in-progress status write skipped once
 }
 
 // Register wires the selector handlers and returns the allocator, which must
@@ -64,7 +62,7 @@ func Register(ctx context.Context, selectors elementalctl.MachineInventorySelect
 		k8s:         k8s,
 		recorder:    recorder,
 		written:     stale.New(),
-		deferred:    map[string]bool{},
+		deferred:    stale.NewOnce(),
 	}
 	h.alloc = newAllocator(inventories, selectors.Cache())
 	h.alloc.paused = h.paused

@@ -1,8 +1,6 @@
 package machineinventoryselector
 
 import (
-	"strings"
-
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -28,13 +26,7 @@ func (h *handler) finalize(mis *elementalv1.MachineInventorySelector) (*elementa
 	}
 	h.alloc.forget(mis.UID)
 	h.written.Forget(mis.UID)
-	h.deferMu.Lock()
-	for k := range h.deferred {
-		if strings.HasPrefix(k, string(mis.UID)+"/") {
-			delete(h.deferred, k)
-		}
-	}
-	h.deferMu.Unlock()
+	h.deferred.Forget(mis.UID)
 	mis = mis.DeepCopy()
 	var finalizers []string
 	for _, f := range mis.Finalizers {

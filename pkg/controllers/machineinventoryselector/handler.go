@@ -252,13 +252,9 @@ func (h *handler) deferTransient(mis *elementalv1.MachineInventorySelector, stat
 	if reason != elementalv1.ReasonWaitingForInventory && reason != elementalv1.ReasonSuccessfullyUpdatedPlan {
 		return false
 	}
-	key := string(mis.UID) + "/" + reason + "/" + status.BootstrapPlanChecksum
-	h.deferMu.Lock()
-	defer h.deferMu.Unlock()
-	if h.deferred[key] {
+	if !h.deferred.First(mis.UID, reason+"/"+status.BootstrapPlanChecksum) {
 		return false
 	}
-	h.deferred[key] = true
 	h.selectors.EnqueueAfter(mis.Namespace, mis.Name, transientDelay)
 	return true
 }
