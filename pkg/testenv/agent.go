@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -19,7 +20,8 @@ import (
 const systemAgentEnv = "ELEMENTAL_SYSTEM_AGENT"
 
 // sandboxDirs get a private tmpfs each, so plans cannot touch the machine.
-var sandboxDirs = []string{"/var/lib/rancher", "/etc/rancher", "/var/lib/elemental", "/run/elemental", "/usr/local/etc", "/oem"}
+// /usr/local/bin too: the release plan runs uninstallers from there.
+var sandboxDirs = []string{"/var/lib/rancher", "/etc/rancher", "/var/lib/elemental", "/run/elemental", "/usr/local/etc", "/usr/local/bin", "/oem"}
 
 // Agent is a real rancher-system-agent in remote mode, watching one plan
 // Secret, inside a private mount namespace.
@@ -39,6 +41,13 @@ type AgentOptions struct {
 	Token      string
 	Namespace  string
 	SecretName string
+	// ConnectionInfo, when set, is used verbatim as the connection-info file
+	// (what elemental-register wrote on the host) instead of one built from
+	// the fields above.
+	ConnectionInfo []byte
+	// Stubs are executables (name -> shell script) put first on the agent's
+	// PATH, e.g. a hostnamectl that needs no systemd.
+	Stubs map[string]string
 }
 
 // StartAgent runs the agent as root under `unshare --mount`. It fails, never
@@ -67,7 +76,23 @@ func StartAgent(opts AgentOptions) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	conn, _ := json.Marshal(map[string]string{"kubeConfig": string(kubeconfig), "namespace": opts.Namespace, "secretName": opts.SecretName})
+	conn := opts.ConnectionInfo
+	if conn == nil {
+		conn, _ = json.Marshal(map[string]string{"kubeConfig": string(kubeconfig), "namespace": opts.Namespace, "secretName": opts.SecretName})
+	}
+	path := os.Getenv("PATH")
+	if len(opts.Stubs) > 0 {
+		bin := filepath.Join(dir, "bin")
+		if err := os.MkdirAll(bin, 0o755); err != nil {
+			return nil, err
+		}
+		for name, script := range opts.Stubs {
+			if err := os.WriteFile(filepath.Join(bin, name), []byte(script), 0o755); err != nil {
+				return nil, err
+			}
+		}
+		path = bin + ":" + path
+	}
 	config, _ := json.Marshal(map[string]interface{}{
 		"workDirectory":         "/var/lib/elemental/agent/work",
 		"appliedPlanDirectory":  "/var/lib/elemental/agent/applied",
@@ -90,8 +115,9 @@ func StartAgent(opts AgentOptions) (*Agent, error) {
 	}
 	script += "exec " + bin + " sentinel\n"
 	a := &Agent{out: &lockedBuffer{}, done: make(chan struct{}), dir: dir}
-	a.cmd = exec.Command("unshare", "--mount", "--fork", "--kill-child", "--", "sh", "-c", script)
-	a.cmd.Env = append(os.Environ(), "CATTLE_AGENT_CONFIG="+filepath.Join(dir, "config.json"), "CATTLE_LOGLEVEL=debug")
+	// A private UTS namespace too: a plan that sets the hostname sets the sandbox's.
+	a.cmd = exec.Command("unshare", "--mount", "--uts", "--fork", "--kill-child", "--", "sh", "-c", script)
+	a.cmd.Env = append(os.Environ(), "PATH="+path, "CATTLE_AGENT_CONFIG="+filepath.Join(dir, "config.json"), "CATTLE_LOGLEVEL=debug")
 	a.cmd.Stdout, a.cmd.Stderr = a.out, a.out
 	// Die with the test process, like the control plane.
 	a.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -109,6 +135,24 @@ func AgentOptionsFor(cfg *rest.Config, token, namespace, secret string) AgentOpt
 
 // Output is what the agent logged so far.
 func (a *Agent) Output() string { return a.out.String() }
+
+// HostPath is where path inside the agent's sandbox can be read from outside
+// (through /proc/<agent>/root), or "" while the agent is not running.
+func (a *Agent) HostPath(path string) string {
+	if a.Exited() {
+		return ""
+	}
+	// unshare --fork runs sh, which execs the agent: unshare's only child.
+	children, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", a.cmd.Process.Pid, a.cmd.Process.Pid))
+	if err != nil {
+		return ""
+	}
+	fields := strings.Fields(string(children))
+	if len(fields) == 0 {
+		return ""
+	}
+	return filepath.Join("/proc", fields[0], "root", path)
+}
 
 // Exited reports whether the agent process ended.
 func (a *Agent) Exited() bool {

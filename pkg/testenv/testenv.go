@@ -101,6 +101,8 @@ func Start(opts Options) (*Env, error) {
 	// Without kube-controller-manager nothing reconciles the kubernetes
 	// Service endpoints; newer apiservers refuse 127.0.0.1 without this.
 	apiServer.Configure().Set("endpoint-reconciler-type", "none")
+	// Explicit, so it starts in a network namespace with no default route.
+	apiServer.Configure().Set("advertise-address", "127.0.0.1")
 	cfg, err := env.Start()
 	if err != nil {
 		_ = env.Stop()
