@@ -157,7 +157,7 @@ func WriteKubeconfig(cfg *rest.Config, path string) error {
 // resolveAssets runs scripts/testenv when the environment does not say where
 // the binaries are, so tests never skip for lack of them.
 func resolveAssets() error {
-	if os.Getenv(assetsEnv) != "" && os.Getenv(capiCRDsEnv) != "" && os.Getenv(systemAgentEnv) != "" {
+	if os.Getenv(assetsEnv) != "" && os.Getenv(capiCRDsEnv) != "" && os.Getenv(systemAgentEnv) != "" && os.Getenv(capiManagerEnv) != "" {
 		return nil
 	}
 	root, err := moduleRoot()
