@@ -1,7 +1,9 @@
 // Package credentials manages the per-inventory agent credentials: a
 // ServiceAccount, a Role that reaches only the inventory's plan Secret, and a
 // RoleBinding, all named elemental-agent-<inventory> and owned by it; tokens
-// come from the TokenRequest API (plans.md §9.2).
+// come from the TokenRequest API (plans.md §9.2). The registration server
+// creates the ServiceAccount of a new host (EnsureServiceAccount) and issues
+// its token; the inventory controller grants the access (EnsureAccess).
 package credentials
 
 import (
@@ -64,45 +66,62 @@ func owned(obj metav1.Object, mi *elementalv1.MachineInventory) bool {
 // Ensure creates whatever of the three objects is missing. An existing object
 // owned by mi is kept as is; one owned by anyone else yields ErrConflict.
 func Ensure(ctx context.Context, k8s kubernetes.Interface, mi *elementalv1.MachineInventory) error {
-	sa, role, rb := Objects(mi)
-	ns := mi.Namespace
-	steps := []struct {
-		kind   string
-		create func() error
-		get    func() (metav1.Object, error)
-	}{
-		{"ServiceAccount", func() error {
-			_, err := k8s.CoreV1().ServiceAccounts(ns).Create(ctx, sa, metav1.CreateOptions{})
-			return err
-		}, func() (metav1.Object, error) {
-			return k8s.CoreV1().ServiceAccounts(ns).Get(ctx, sa.Name, metav1.GetOptions{})
-		}},
-		{"Role", func() error {
-			_, err := k8s.RbacV1().Roles(ns).Create(ctx, role, metav1.CreateOptions{})
-			return err
-		}, func() (metav1.Object, error) { return k8s.RbacV1().Roles(ns).Get(ctx, role.Name, metav1.GetOptions{}) }},
-		{"RoleBinding", func() error {
-			_, err := k8s.RbacV1().RoleBindings(ns).Create(ctx, rb, metav1.CreateOptions{})
-			return err
-		}, func() (metav1.Object, error) {
-			return k8s.RbacV1().RoleBindings(ns).Get(ctx, rb.Name, metav1.GetOptions{})
-		}},
+	if err := EnsureServiceAccount(ctx, k8s, mi); err != nil {
+		return err
 	}
-	for _, s := range steps {
-		err := s.create()
-		if err == nil {
-			continue
-		}
-		if !apierrors.IsAlreadyExists(err) {
-			return fmt.Errorf("creating %s %s/%s: %w", s.kind, ns, Name(mi.Name), err)
-		}
-		existing, err := s.get()
-		if err != nil {
-			return fmt.Errorf("reading %s %s/%s: %w", s.kind, ns, Name(mi.Name), err)
-		}
-		if !owned(existing, mi) {
-			return fmt.Errorf("%s %s/%s: %w", s.kind, ns, Name(mi.Name), ErrConflict)
-		}
+	return EnsureAccess(ctx, k8s, mi)
+}
+
+// EnsureServiceAccount creates mi's ServiceAccount unless it exists: all a
+// token needs. The registration server calls it for new hosts; the Role and
+// RoleBinding that give the token its access follow from the inventory
+// controller (EnsureAccess), and the host's agent retries until they exist.
+func EnsureServiceAccount(ctx context.Context, k8s kubernetes.Interface, mi *elementalv1.MachineInventory) error {
+	sa, _, _ := Objects(mi)
+	ns := mi.Namespace
+	return ensure(mi, "ServiceAccount", func() error {
+		_, err := k8s.CoreV1().ServiceAccounts(ns).Create(ctx, sa, metav1.CreateOptions{})
+		return err
+	}, func() (metav1.Object, error) {
+		return k8s.CoreV1().ServiceAccounts(ns).Get(ctx, sa.Name, metav1.GetOptions{})
+	})
+}
+
+// EnsureAccess creates mi's Role and RoleBinding unless they exist.
+func EnsureAccess(ctx context.Context, k8s kubernetes.Interface, mi *elementalv1.MachineInventory) error {
+	_, role, rb := Objects(mi)
+	ns := mi.Namespace
+	err := ensure(mi, "Role", func() error {
+		_, err := k8s.RbacV1().Roles(ns).Create(ctx, role, metav1.CreateOptions{})
+		return err
+	}, func() (metav1.Object, error) { return k8s.RbacV1().Roles(ns).Get(ctx, role.Name, metav1.GetOptions{}) })
+	if err != nil {
+		return err
+	}
+	return ensure(mi, "RoleBinding", func() error {
+		_, err := k8s.RbacV1().RoleBindings(ns).Create(ctx, rb, metav1.CreateOptions{})
+		return err
+	}, func() (metav1.Object, error) {
+		return k8s.RbacV1().RoleBindings(ns).Get(ctx, rb.Name, metav1.GetOptions{})
+	})
+}
+
+// ensure creates one object; on AlreadyExists it reads it to tell ours
+// (fine) from someone else's (ErrConflict).
+func ensure(mi *elementalv1.MachineInventory, kind string, create func() error, get func() (metav1.Object, error)) error {
+	err := create()
+	if err == nil {
+		return nil
+	}
+	if !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating %s %s/%s: %w", kind, mi.Namespace, Name(mi.Name), err)
+	}
+	existing, err := get()
+	if err != nil {
+		return fmt.Errorf("reading %s %s/%s: %w", kind, mi.Namespace, Name(mi.Name), err)
+	}
+	if !owned(existing, mi) {
+		return fmt.Errorf("%s %s/%s: %w", kind, mi.Namespace, Name(mi.Name), ErrConflict)
 	}
 	return nil
 }
@@ -122,40 +141,51 @@ func Token(ctx context.Context, k8s kubernetes.Interface, mi *elementalv1.Machin
 // Delete removes the three objects if they belong to mi (NotFound is fine).
 // Deleting the ServiceAccount revokes every token issued for it.
 func Delete(ctx context.Context, k8s kubernetes.Interface, mi *elementalv1.MachineInventory) error {
-	name, ns := Name(mi.Name), mi.Namespace
-	del := func(get func() (metav1.Object, error), remove func(metav1.DeleteOptions) error) error {
-		obj, err := get()
-		if apierrors.IsNotFound(err) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if !owned(obj, mi) {
-			return nil // someone else's: leave it
-		}
-		uid := obj.GetUID()
-		err = remove(metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
-		if apierrors.IsNotFound(err) {
-			return nil
-		}
+	if err := DeleteAccess(ctx, k8s, mi); err != nil {
 		return err
 	}
-	if err := del(func() (metav1.Object, error) {
-		return k8s.RbacV1().RoleBindings(ns).Get(ctx, name, metav1.GetOptions{})
-	},
-		func(o metav1.DeleteOptions) error { return k8s.RbacV1().RoleBindings(ns).Delete(ctx, name, o) }); err != nil {
-		return fmt.Errorf("deleting RoleBinding %s/%s: %w", ns, name, err)
-	}
-	if err := del(func() (metav1.Object, error) { return k8s.RbacV1().Roles(ns).Get(ctx, name, metav1.GetOptions{}) },
-		func(o metav1.DeleteOptions) error { return k8s.RbacV1().Roles(ns).Delete(ctx, name, o) }); err != nil {
-		return fmt.Errorf("deleting Role %s/%s: %w", ns, name, err)
-	}
-	if err := del(func() (metav1.Object, error) {
+	name, ns := Name(mi.Name), mi.Namespace
+	if err := deleteOwned(mi, func() (metav1.Object, error) {
 		return k8s.CoreV1().ServiceAccounts(ns).Get(ctx, name, metav1.GetOptions{})
 	},
 		func(o metav1.DeleteOptions) error { return k8s.CoreV1().ServiceAccounts(ns).Delete(ctx, name, o) }); err != nil {
 		return fmt.Errorf("deleting ServiceAccount %s/%s: %w", ns, name, err)
 	}
 	return nil
+}
+
+// DeleteAccess removes the RoleBinding and Role if they belong to mi.
+func DeleteAccess(ctx context.Context, k8s kubernetes.Interface, mi *elementalv1.MachineInventory) error {
+	name, ns := Name(mi.Name), mi.Namespace
+	if err := deleteOwned(mi, func() (metav1.Object, error) {
+		return k8s.RbacV1().RoleBindings(ns).Get(ctx, name, metav1.GetOptions{})
+	},
+		func(o metav1.DeleteOptions) error { return k8s.RbacV1().RoleBindings(ns).Delete(ctx, name, o) }); err != nil {
+		return fmt.Errorf("deleting RoleBinding %s/%s: %w", ns, name, err)
+	}
+	if err := deleteOwned(mi, func() (metav1.Object, error) { return k8s.RbacV1().Roles(ns).Get(ctx, name, metav1.GetOptions{}) },
+		func(o metav1.DeleteOptions) error { return k8s.RbacV1().Roles(ns).Delete(ctx, name, o) }); err != nil {
+		return fmt.Errorf("deleting Role %s/%s: %w", ns, name, err)
+	}
+	return nil
+}
+
+// deleteOwned deletes one object if it belongs to mi, guarded by its UID.
+func deleteOwned(mi *elementalv1.MachineInventory, get func() (metav1.Object, error), remove func(metav1.DeleteOptions) error) error {
+	obj, err := get()
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !owned(obj, mi) {
+		return nil // someone else's: leave it
+	}
+	uid := obj.GetUID()
+	err = remove(metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return err
 }

@@ -41,9 +41,8 @@ func (s *Server) existing(namespace string, id identity) (*elementalv1.MachineIn
 	return nil, nil
 }
 
-// commit creates or updates the inventory, ensures its plan Secret and agent
-// credential, and builds the Config reply. Errors are replyErrors: one line,
-// no secrets.
+// commit creates or updates the inventory, ensures its agent credential, and
+// builds the Config reply. Errors are replyErrors: one line, no secrets.
 func (s *Server) commit(c *conversation) (*protocol.Config, error) {
 	unlock := s.locks.Lock(c.id.indexKey())
 	defer unlock()
@@ -78,15 +77,8 @@ func (s *Server) commit(c *conversation) (*protocol.Config, error) {
 		return nil, err
 	}
 
-	if err := s.ensurePlanSecret(ctx, mi); err != nil {
+	if err := s.ensureCredential(ctx, mi, existing == nil); err != nil {
 		return nil, err
-	}
-	if err := credentials.Ensure(ctx, s.k8s, mi); err != nil {
-		if errors.Is(err, credentials.ErrConflict) {
-			s.recorder.Event(mi, corev1.EventTypeWarning, "CredentialConflict", err.Error())
-			return nil, &replyError{fmt.Sprintf("agent credential for MachineInventory %s/%s conflicts with an existing object", mi.Namespace, mi.Name)}
-		}
-		return nil, &replyError{"creating the agent credential failed"}
 	}
 	token, expiry, err := credentials.Token(ctx, s.k8s, mi, s.opts.AgentTokenTTL)
 	if err != nil {
@@ -166,8 +158,10 @@ func (s *Server) uniqueWinner(ctx context.Context, created *elementalv1.MachineI
 	if winner.UID == created.UID {
 		return created, nil
 	}
-	// Ours lost: remove it (finalizer first, nothing was issued for it yet).
-	patch := []byte(`{"metadata":{"finalizers":null}}`)
+	// Ours lost: delete it. Nothing was issued for it, but the inventory
+	// controller may already have given it a Role, RoleBinding and plan
+	// Secret, so its finalizer stays to remove them; there is no host to reset.
+	patch := []byte(`{"metadata":{"annotations":{"` + elementalv1.SkipResetAnnotation + `":"true"}}}`)
 	_, _ = s.miClient.Patch(created.Namespace, created.Name, types.MergePatchType, patch)
 	_ = s.miClient.Delete(created.Namespace, created.Name, &metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &created.UID}})
 	if winner.Namespace != created.Namespace {
@@ -199,6 +193,33 @@ func (s *Server) updateInventory(ctx context.Context, mi *elementalv1.MachineInv
 		return nil, &replyError{"updating the MachineInventory failed"}
 	}
 	return out, nil
+}
+
+// ensureCredential makes sure mi's agent credential can be issued a token.
+// A new inventory needs only its ServiceAccount here: the inventory
+// controller creates its Role, RoleBinding and plan Secret right after, off
+// the registration path, and the host's agent retries until they exist
+// (plans.md §9.2). A re-registration ensures everything, plan Secret first,
+// so that a missing piece is recreated and access is never granted to a
+// Secret that is not the inventory's.
+func (s *Server) ensureCredential(ctx context.Context, mi *elementalv1.MachineInventory, created bool) error {
+	var err error
+	if created {
+		err = credentials.EnsureServiceAccount(ctx, s.k8s, mi)
+	} else {
+		if err := s.ensurePlanSecret(ctx, mi); err != nil {
+			return err
+		}
+		err = credentials.Ensure(ctx, s.k8s, mi)
+	}
+	if errors.Is(err, credentials.ErrConflict) {
+		s.recorder.Event(mi, corev1.EventTypeWarning, "CredentialConflict", err.Error())
+		return &replyError{fmt.Sprintf("agent credential for MachineInventory %s/%s conflicts with an existing object", mi.Namespace, mi.Name)}
+	}
+	if err != nil {
+		return &replyError{"creating the agent credential failed"}
+	}
+	return nil
 }
 
 // ensurePlanSecret creates the plan Secret (plan {}) unless it exists and is ours.

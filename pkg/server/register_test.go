@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -141,9 +142,16 @@ func TestRegisterPlainHosts(t *testing.T) {
 		assert.Equal(t, mr.Status.RegistrationURL, cfg.Elemental.Registration.URL)
 		assert.JSONEq(t, `[{"name":"root","passwd":"root"}]`, string(cfg.CloudConfig["users"].Raw))
 
-		secret, err := env.Client.CoreV1().Secrets(ns).Get(context.Background(), mi.Name, metav1.GetOptions{})
-		require.NoError(t, err)
-		assert.Equal(t, "{}", string(secret.Data["plan"]))
+		// The plan Secret (and the agent's access to it) comes from the
+		// inventory controller, right after the registration.
+		eventually(t, 10*time.Second, func() error {
+			secret, err := env.Client.CoreV1().Secrets(ns).Get(context.Background(), mi.Name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			assert.Equal(t, "{}", string(secret.Data["plan"]))
+			return nil
+		})
 	}
 	assert.Len(t, names, n)
 
@@ -152,6 +160,11 @@ func TestRegisterPlainHosts(t *testing.T) {
 	t.Logf("writes for %d new hosts: %v", n, diff(before, after))
 	assert.Equal(t, n, delta("POST machineinventories"), "one inventory write per new host")
 	assert.Zero(t, delta("PATCH machineinventories")+delta("PUT machineinventories"))
+	// On the registration path: the inventory, its ServiceAccount and a
+	// TokenRequest (not stored). Nothing else.
+	assert.Equal(t, n, delta("POST serviceaccounts"))
+	assert.Equal(t, n, delta("POST serviceaccounts/token"))
+	assert.Zero(t, delta("POST roles")+delta("POST rolebindings")+delta("POST secrets"), "the inventory controller creates those")
 
 	// Warnings for the skipped templates and keys reached the MR.
 	var reasons []string
@@ -233,8 +246,17 @@ func TestAgentCredentialIsScoped(t *testing.T) {
 	agent, err := kubernetes.NewForConfig(rc)
 	require.NoError(t, err)
 	own := cfgA.Elemental.SystemAgent.SecretName
-	s, err := agent.CoreV1().Secrets(ns).Get(ctx, own, metav1.GetOptions{})
-	require.NoError(t, err)
+	// The token authenticates at once; its access to the plan Secret is
+	// granted by the inventory controller just after the registration (the
+	// real agent retries its list until then). Until then: Forbidden only.
+	var s *corev1.Secret
+	eventually(t, 10*time.Second, func() error {
+		s, err = agent.CoreV1().Secrets(ns).Get(ctx, own, metav1.GetOptions{})
+		if err != nil && !apierrors.IsForbidden(err) && !apierrors.IsNotFound(err) {
+			t.Fatalf("reading its own plan Secret: %v", err)
+		}
+		return err
+	})
 	s.Data["applied-checksum"] = []byte("x")
 	_, err = agent.CoreV1().Secrets(ns).Update(ctx, s, metav1.UpdateOptions{})
 	require.NoError(t, err)

@@ -1,7 +1,6 @@
 package machineinventory
 
 import (
-	"fmt"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -91,19 +90,7 @@ func (h *handler) planSecret(mi *elementalv1.MachineInventory) (*corev1.Secret, 
 	if !apierrors.IsNotFound(err) {
 		return nil, false, err
 	}
-	secret, err = h.secrets.Create(plans.NewSecret(mi))
-	if err == nil {
-		return secret, false, nil
-	}
-	if !apierrors.IsAlreadyExists(err) {
-		return nil, false, fmt.Errorf("creating plan secret: %w", err)
-	}
-	// Not in our cache yet, or not one of ours: read it to tell.
-	secret, err = h.secrets.Get(mi.Namespace, mi.Name, metav1.GetOptions{})
-	if err != nil {
-		return nil, false, err
-	}
-	return secret, !plans.OwnedBy(secret, mi), nil
+	return h.newPlanSecret(mi) // with the agent's access first (credentials.go)
 }
 
 // writePlan patches data.plan and the plan.type annotation, nothing else.
