@@ -18,6 +18,7 @@ import (
 	"github.com/rancher/wrangler/v3/pkg/start"
 	"github.com/sirupsen/logrus"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
@@ -97,6 +98,10 @@ func Start(ctx context.Context, cfg *rest.Config, opts Options) (*Server, error)
 	opts.defaults()
 	cfg = rest.CopyConfig(cfg)
 	cfg.UserAgent = Component
+	// No client-side rate limit: MaxInFlight already bounds the work in
+	// flight (three requests per new host), and a token bucket would only
+	// add latency to registrations; the API server's own fairness protects it.
+	cfg.QPS, cfg.Burst, cfg.RateLimiter = -1, 0, nil
 	scf, err := controller.NewSharedControllerFactoryFromConfigWithOptions(cfg, schemes.All, nil)
 	if err != nil {
 		return nil, err
@@ -106,7 +111,13 @@ func Start(ctx context.Context, cfg *rest.Config, opts Options) (*Server, error)
 	if err != nil {
 		return nil, err
 	}
-	k8s, err := kubernetes.NewForConfig(cfg)
+	// Built-in kinds (ServiceAccounts, TokenRequests, Secrets, RBAC, Events)
+	// speak protobuf, which the API server decodes and encodes for much less
+	// CPU than JSON. Custom resources have no protobuf form and stay JSON.
+	coreCfg := rest.CopyConfig(cfg)
+	coreCfg.ContentType = runtime.ContentTypeProtobuf
+	coreCfg.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
+	k8s, err := kubernetes.NewForConfig(coreCfg)
 	if err != nil {
 		return nil, err
 	}
