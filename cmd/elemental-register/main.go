@@ -1,7 +1,8 @@
 // Command elemental-register registers this host with an Elemental
 // operator: plain runs re-register (labels refreshed), `--install
 // --no-toolkit` also writes the elemental-system-agent files for an
-// unmanaged OS. Supports mac and sys-uuid authentication.
+// unmanaged OS. Supports tpm (hardware or emulated; needs a cgo build) and
+// mac and sys-uuid authentication.
 package main
 
 import (

@@ -12,6 +12,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	reghost "github.com/elemental-operator/elemental-operator/pkg/register/host"
+	regtpm "github.com/elemental-operator/elemental-operator/pkg/register/tpm"
 )
 
 // fakeHost lays out what elemental-register reads on a host under root.
@@ -78,19 +79,40 @@ func TestElementalRegisterClient(t *testing.T) {
 	require.NotNil(t, again)
 	assert.Equal(t, mi.UID, again.UID)
 
-	// TPM is refused by this client with a clear message, before any request.
-	cfg := filepath.Join(root, "oem/registration/config.yaml")
-	raw, _ := os.ReadFile(cfg)
-	require.NoError(t, os.WriteFile(cfg, []byte(replaceAuth(string(raw), "tpm")), 0o600))
+	// Switched to an emulated TPM, the host is refused by this mac
+	// registration (or, built without cgo, stops before any request).
+	setConfig(t, root, func(r *reghost.Registration) { r.Auth, r.EmulateTPM, r.EmulatedTPMSeed = "tpm", true, 77 })
 	_, err = reghost.Run(ctx, reghost.Options{Root: root})
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "auth tpm is not supported")
+	if regtpm.Available {
+		assert.Equal(t, "registration refused: MachineRegistration "+ns+"/hosts requires mac authentication", err.Error())
+	} else {
+		assert.ErrorIs(t, err, regtpm.ErrUnavailable)
+	}
+	st := readState(t, root)
+	assert.False(t, st.EmulatedTPM, "a failed run leaves the state alone")
 }
 
-func replaceAuth(cfg, auth string) string {
-	var c map[string]map[string]map[string]interface{}
-	_ = yaml.Unmarshal([]byte(cfg), &c)
-	c["elemental"]["registration"]["auth"] = auth
-	out, _ := yaml.Marshal(c)
-	return string(out)
+// setConfig edits the host's elemental-register config.
+func setConfig(t *testing.T, root string, change func(*reghost.Registration)) {
+	t.Helper()
+	path := filepath.Join(root, reghost.ConfigPath)
+	var c reghost.Config
+	if data, err := os.ReadFile(path); err == nil {
+		require.NoError(t, yaml.Unmarshal(data, &c))
+	}
+	change(&c.Elemental.Registration)
+	data, err := yaml.Marshal(c)
+	require.NoError(t, err)
+	require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o700))
+	require.NoError(t, os.WriteFile(path, data, 0o600))
+}
+
+func readState(t *testing.T, root string) reghost.State {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(root, reghost.StatePath))
+	require.NoError(t, err)
+	var s reghost.State
+	require.NoError(t, yaml.Unmarshal(data, &s))
+	return s
 }

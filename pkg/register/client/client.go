@@ -25,6 +25,10 @@ type Request struct {
 	URL, CACert string
 	// Authorization is the header value, e.g. "Bearer PLAIN52:54:00:…".
 	Authorization string
+	// Authenticate, set for TPM authorization, answers the server's
+	// credential-activation challenge (§5) over ch before Ready is expected.
+	// ch frames like upstream elemental-register (see Channel).
+	Authenticate func(ch io.ReadWriter) error
 	// Update is set for re-registrations (the state file has initialRegistration).
 	Update bool
 	// NoSMBIOS skips Smbios and SystemDataV2.
@@ -70,15 +74,54 @@ func Register(ctx context.Context, req Request) ([]byte, error) {
 		}
 		return nil, err
 	}
-	conn := protocol.NewConn(ws, req.Timeout, time.Now().Add(req.Timeout))
+	deadline := time.Now().Add(req.Timeout)
+	conn := protocol.NewConn(ws, req.Timeout, deadline)
 	defer conn.Close()
+	if req.Authenticate != nil {
+		// Upstream sets one absolute deadline right after the dial.
+		_ = ws.SetReadDeadline(deadline)
+		_ = ws.SetWriteDeadline(deadline)
+		if err := req.Authenticate(Channel{WS: ws}); err != nil {
+			return nil, fmt.Errorf("TPM authentication failed: %w", err)
+		}
+		if _, err := conn.Expect(protocol.MsgReady); err != nil {
+			return nil, fmt.Errorf("TPM authentication failed: expecting auth reply: %w", err)
+		}
+	} else if _, err := conn.Expect(protocol.MsgReady); err != nil {
+		return nil, err
+	}
 	return converse(conn, req, ws.LocalAddr().String())
 }
 
-func converse(conn *protocol.Conn, req Request, localAddr string) ([]byte, error) {
-	if _, err := conn.Expect(protocol.MsgReady); err != nil {
-		return nil, err
+// Channel carries the two unframed TPM challenge messages exactly as upstream
+// elemental-register does: every Read starts the next WebSocket message and
+// reads from it once, every Write is one binary message. The challenge is
+// decoded by a JSON decoder whose first read is 512 bytes, so a server
+// challenge over 512 bytes fails here as it fails upstream.
+type Channel struct{ WS *websocket.Conn }
+
+func (c Channel) Read(p []byte) (int, error) {
+	_, r, err := c.WS.NextReader()
+	if err != nil {
+		return 0, err
 	}
+	return r.Read(p)
+}
+
+func (c Channel) Write(p []byte) (int, error) {
+	w, err := c.WS.NextWriter(websocket.BinaryMessage)
+	if err != nil {
+		return 0, err
+	}
+	n, err := w.Write(p)
+	if cerr := w.Close(); err == nil {
+		err = cerr
+	}
+	return n, err
+}
+
+// converse runs the conversation after authentication (Ready received).
+func converse(conn *protocol.Conn, req Request, localAddr string) ([]byte, error) {
 	if err := conn.Write(protocol.MsgVersion, []byte{protocol.Version}); err != nil {
 		return nil, err
 	}

@@ -1,7 +1,7 @@
 // Package host is the host side of registration: it reads the
 // elemental-register config and state files, collects the host's identity and
-// facts, runs the protocol through pkg/register/client, and writes what the
-// reply asks for. Every path lives under a root directory, so tests (and
+// facts, authenticates (TPM through pkg/register/tpm, or PLAIN), runs the
+// protocol through pkg/register/client, and writes what the reply asks for. Every path lives under a root directory, so tests (and
 // image builders) run it unprivileged.
 package host
 
@@ -11,6 +11,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"math"
+	"math/big"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -22,6 +26,7 @@ import (
 
 	"github.com/elemental-operator/elemental-operator/pkg/register/client"
 	"github.com/elemental-operator/elemental-operator/pkg/register/protocol"
+	"github.com/elemental-operator/elemental-operator/pkg/register/tpm"
 )
 
 // Default paths (registration-protocol.md §11).
@@ -161,23 +166,71 @@ func Collect(root string) Facts {
 	return f
 }
 
-// authorization builds the Authorization header for the configured method.
-func authorization(reg Registration, f Facts) (string, error) {
+// auth is how this run authenticates.
+type auth struct {
+	header string
+	// answer is set for TPM: it answers the credential-activation challenge.
+	answer func(io.ReadWriter) error
+	// annotation is the `auth` annotation: mac, sys-uuid, tpm or emulated-tpm.
+	annotation string
+}
+
+// authenticator prepares the configured method. For TPM it attests the TPM
+// (hardware, or emulated with the seed from EmulatedSeed, which it records in
+// state so later runs keep the identity).
+func authenticator(reg Registration, f Facts, state *State) (auth, error) {
 	switch reg.Auth {
 	case "mac":
 		if f.MAC == "" {
-			return "", errors.New("auth mac: no network interface with a MAC address")
+			return auth{}, errors.New("auth mac: no network interface with a MAC address")
 		}
-		return client.PlainAuth(f.MAC), nil
+		return auth{header: client.PlainAuth(f.MAC), annotation: "mac"}, nil
 	case "sys-uuid":
-		if f.UUID == "" {
-			return "", errors.New("auth sys-uuid: no SMBIOS system UUID (sys/class/dmi/id/product_uuid)")
+		if !validUUID(f.UUID) {
+			return auth{}, fmt.Errorf("auth sys-uuid: no usable SMBIOS system UUID (sys/class/dmi/id/product_uuid is %q)", f.UUID)
 		}
-		return client.PlainAuth(f.UUID), nil
+		return auth{header: client.PlainAuth(f.UUID), annotation: "sys-uuid"}, nil
 	case "", "tpm":
-		return "", errors.New("auth tpm is not supported by this client yet; use mac or sys-uuid, or upstream elemental-register")
+		dev := tpm.Device{Emulated: reg.EmulateTPM}
+		a := auth{annotation: "tpm"}
+		if reg.EmulateTPM {
+			dev.Seed = EmulatedSeed(reg.EmulatedTPMSeed, *state, f.UUID)
+			state.EmulatedTPM, state.EmulatedTPMSeed = true, dev.Seed
+			a.annotation = "emulated-tpm"
+		} else {
+			state.EmulatedTPM, state.EmulatedTPMSeed = false, 0
+		}
+		att, err := dev.Attest()
+		if err != nil {
+			return auth{}, fmt.Errorf("auth tpm: %w", err)
+		}
+		a.header, a.answer = att.Header, att.Answer
+		return a, nil
 	}
-	return "", fmt.Errorf("unknown auth method %q", reg.Auth)
+	return auth{}, fmt.Errorf("unknown auth method %q", reg.Auth)
+}
+
+// validUUID refuses what firmware writes when it has no UUID (§3.3).
+func validUUID(u string) bool {
+	return u != "" && u != "Unspecified" && u != "None" && !strings.HasPrefix(u, "Not ")
+}
+
+// EmulatedSeed chooses the emulated TPM's seed (registration-protocol.md §3.1):
+// a seed already in state wins; else a configured -1 derives one from the
+// SMBIOS UUID (its hex digits as one integer, low 64 bits as int64; a random
+// int63 without a usable UUID); else the configured seed.
+func EmulatedSeed(configured int64, state State, uuid string) int64 {
+	if state.EmulatedTPM {
+		return state.EmulatedTPMSeed
+	}
+	if configured != -1 {
+		return configured
+	}
+	var n big.Int
+	if _, ok := n.SetString(strings.ReplaceAll(uuid, "-", ""), 16); !ok {
+		return rand.Int64N(math.MaxInt64)
+	}
+	return int64(n.And(&n, new(big.Int).SetUint64(math.MaxUint64)).Uint64())
 }
 
 // Run registers (or re-registers) the host and writes what the mode asks for.
@@ -199,17 +252,17 @@ func Run(ctx context.Context, opts Options) (*protocol.Config, error) {
 		return nil, fmt.Errorf("reading state: %w", err)
 	}
 	facts := Collect(opts.Root)
-	auth, err := authorization(reg, facts)
+	a, err := authenticator(reg, facts, &state)
 	if err != nil {
 		return nil, err
 	}
 	req := client.Request{
-		URL: reg.URL, CACert: reg.CACert, Authorization: auth,
+		URL: reg.URL, CACert: reg.CACert, Authorization: a.header, Authenticate: a.answer,
 		Update:      state.InitialRegistration != nil,
 		NoSMBIOS:    reg.NoSMBIOS,
 		Smbios:      facts.Smbios,
 		SystemData:  facts.SystemData,
-		Annotations: map[string]string{"auth": reg.Auth},
+		Annotations: map[string]string{"auth": a.annotation},
 		Labels:      reg.Labels,
 	}
 	if opts.NoToolkit || reg.NoToolkit {
