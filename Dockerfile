@@ -1,26 +1,26 @@
-# Multi-stage build: static binaries (CGO off) on a minimal non-root base.
+# Multi-stage build: the operator static (CGO off) on a minimal non-root base;
+# elemental-register with cgo, since TPM authentication needs the cgo TPM stack.
 # No Docker engine runs on the project's CI machines: scripts/build is the
 # native equivalent and is what CI exercises.
 #
 #   docker build --build-arg VERSION=$(scripts/version) -t rancher/elemental-operator:$(scripts/version) .
 #   docker build --target register -t rancher/elemental-register:$(scripts/version) .
 FROM golang:1.26 AS build
+RUN apt-get update && apt-get install -y --no-install-recommends libssl-dev && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 ARG VERSION=dev
-ENV CGO_ENABLED=0
 RUN LDFLAGS="-s -w -X github.com/elemental-operator/elemental-operator/pkg/version.Version=${VERSION}" && \
     mkdir -p /out && \
-    go build -trimpath -ldflags "$LDFLAGS" -o /out/elemental-operator . && \
-    if [ -d cmd/elemental-register ]; then \
-      go build -trimpath -ldflags "$LDFLAGS" -o /out/elemental-register ./cmd/elemental-register; \
-    fi
+    CGO_ENABLED=0 go build -trimpath -ldflags "$LDFLAGS" -o /out/elemental-operator . && \
+    CGO_ENABLED=1 go build -trimpath -ldflags "$LDFLAGS" -o /out/elemental-register ./cmd/elemental-register
 
-# The host-side client alone (for building OS images that register).
-FROM gcr.io/distroless/static:nonroot AS register
-COPY --from=build /out/ /usr/bin/
+# The host-side client alone (for building OS images that register). Dynamic
+# (glibc, libcrypto): distroless/base carries both.
+FROM gcr.io/distroless/base-debian12:nonroot AS register
+COPY --from=build /out/elemental-register /usr/bin/elemental-register
 USER 65532:65532
 ENTRYPOINT ["/usr/bin/elemental-register"]
 
