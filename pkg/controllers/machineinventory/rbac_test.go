@@ -3,6 +3,7 @@ package machineinventory_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 
 	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
 	"github.com/elemental-operator/elemental-operator/pkg/credentials"
+	"github.com/elemental-operator/elemental-operator/pkg/testenv"
 )
 
 // A new inventory gets the Role and RoleBinding of its agent credential from
@@ -121,4 +123,44 @@ func TestAgentAccessConflict(t *testing.T) {
 		_, err = env.Client.RbacV1().RoleBindings(ns).Get(ctx, credentials.Name("clash"), metav1.GetOptions{})
 		return err
 	})
+}
+
+// The real rancher-system-agent started with a token whose access does not
+// exist yet (what a registration reply gives before the controller caught
+// up, here held back by a foreign Role) keeps retrying, and applies the plan
+// once the access and the plan Secret appear.
+func TestRealAgentWaitsForItsAccess(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	theirs := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: credentials.Name("late")}}
+	_, err := env.Client.RbacV1().Roles(ns).Create(ctx, theirs, metav1.CreateOptions{})
+	require.NoError(t, err)
+	mi := newInventory(t, ns, "late", nil)
+	// What the registration server does: the ServiceAccount and a token.
+	require.NoError(t, credentials.EnsureServiceAccount(ctx, env.Client, mi))
+	token, _, err := credentials.Token(ctx, env.Client, mi, time.Hour)
+	require.NoError(t, err)
+	waitEvent(t, ns, "late", "CredentialConflict", "is not owned by this inventory")
+
+	agent, err := testenv.StartAgent(testenv.AgentOptionsFor(env.Config, token, ns, "late"))
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("agent output:\n%s", agent.Output())
+		}
+		agent.Stop()
+	})
+	eventually(t, 30*time.Second, func() error {
+		if !strings.Contains(strings.ToLower(agent.Output()), "forbidden") {
+			return fmt.Errorf("the agent has not tried its list yet")
+		}
+		return nil
+	})
+	time.Sleep(2 * time.Second)
+	require.False(t, agent.Exited(), "the agent gave up without its access:\n%s", agent.Output())
+
+	require.NoError(t, env.Client.RbacV1().Roles(ns).Delete(ctx, credentials.Name("late"), metav1.DeleteOptions{}))
+	_, err = inventories.Patch(ns, "late", types.MergePatchType, []byte(`{"metadata":{"labels":{"poke":"1"}}}`))
+	require.NoError(t, err)
+	waitReason(t, ns, "late", elementalv1.ConditionReady, metav1.ConditionTrue, elementalv1.ReasonPlanSuccessfullyApplied, 90*time.Second)
 }
