@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"sort"
@@ -10,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
 	"github.com/elemental-operator/elemental-operator/pkg/register/client"
 )
@@ -17,7 +20,12 @@ import (
 // BenchmarkRegistration registers BENCH_HOSTS (default 1000) new PLAIN hosts
 // from BENCH_CLIENTS (default 50) concurrent clients against the real API
 // server, once (run with -benchtime=1x), and reports throughput, latency
-// percentiles and inventory writes per host.
+// percentiles, the server's writes per host (path-writes/host: stored
+// objects; a TokenRequest is not one, Events are written in the background),
+// how long until the controller gave every host its access and plan Secret
+// (settled-s), the CPU time of this process, kube-apiserver and etcd, and the
+// API requests of every client. With BENCH_PROFILE=<dir> it also writes CPU
+// profiles of this process and kube-apiserver (BENCH_PROFILE_SECONDS, 5).
 func BenchmarkRegistration(b *testing.B) {
 	hosts, clients := envInt("BENCH_HOSTS", 1000), envInt("BENCH_CLIENTS", 50)
 	ns, err := env.NewNamespace(context.Background(), "bench")
@@ -38,6 +46,7 @@ func BenchmarkRegistration(b *testing.B) {
 	work := make(chan int)
 	var wg sync.WaitGroup
 	b.ResetTimer()
+	prof := startProfiler(b, time.Duration(envInt("BENCH_PROFILE_SECONDS", 5))*time.Second)
 	began := time.Now()
 	for c := 0; c < clients; c++ {
 		wg.Add(1)
@@ -67,12 +76,27 @@ func BenchmarkRegistration(b *testing.B) {
 	elapsed := time.Since(began)
 	b.StopTimer()
 	after := writes.Snapshot()
+	prof.report("register", elapsed, hosts, false)
+	// The rest of onboarding happens off the registration path: wait until
+	// every host has its Role, RoleBinding and plan Secret.
+	settled := waitSettled(b, ns, hosts, began)
+	prof.stop(b)
+	prof.report("settled", time.Since(began), hosts, true)
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	d := diff(before, after)
 	b.ReportMetric(float64(hosts)/elapsed.Seconds(), "registrations/s")
 	b.ReportMetric(float64(lat[hosts/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(lat[hosts*99/100].Microseconds())/1000, "p99-ms")
 	b.ReportMetric(float64(d["POST machineinventories"]+d["PATCH machineinventories"]+d["PUT machineinventories"])/float64(hosts), "mi-writes/host")
+	pathWrites := 0
+	for k, v := range d {
+		// A TokenRequest is not stored; Events are written in the background.
+		if k != "POST serviceaccounts/token" && k != "POST events" {
+			pathWrites += v
+		}
+	}
+	b.ReportMetric(float64(pathWrites)/float64(hosts), "path-writes/host")
+	b.ReportMetric(settled.Seconds(), "settled-s")
 	b.ReportMetric(float64(failures), "failures")
 	keys := make([]string, 0, len(d))
 	for k := range d {
@@ -82,6 +106,39 @@ func BenchmarkRegistration(b *testing.B) {
 	for _, k := range keys {
 		fmt.Printf("writes %-40s %6d  (%.2f/host)\n", k, d[k], float64(d[k])/float64(hosts))
 	}
+}
+
+// waitSettled waits until every host has its Role, RoleBinding and plan
+// Secret (the controller creates the Secret last) and returns the time since
+// began.
+func waitSettled(b *testing.B, ns string, hosts int, began time.Time) time.Duration {
+	ctx := context.Background()
+	deadline := time.Now().Add(5 * time.Minute)
+	// From the watch cache, twice a second: cheap enough not to matter.
+	opts := metav1.ListOptions{ResourceVersion: "0"}
+	for {
+		secrets, err := env.Client.CoreV1().Secrets(ns).List(ctx, opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(secrets.Items) >= hosts {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("not settled: %d plan secrets", len(secrets.Items))
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	settled := time.Since(began)
+	rbs, err1 := env.Client.RbacV1().RoleBindings(ns).List(ctx, opts)
+	roles, err2 := env.Client.RbacV1().Roles(ns).List(ctx, opts)
+	if err := errors.Join(err1, err2); err != nil {
+		b.Fatal(err)
+	}
+	if len(rbs.Items) < hosts || len(roles.Items) < hosts {
+		b.Fatalf("plan Secrets without access: %d roles, %d rolebindings", len(roles.Items), len(rbs.Items))
+	}
+	return settled
 }
 
 func envInt(name string, def int) int {
