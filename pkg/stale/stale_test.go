@@ -2,6 +2,7 @@ package stale
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -22,12 +23,19 @@ func TestGuard(t *testing.T) {
 	assert.False(t, g.Stale(v2))
 }
 
-func TestOnce(t *testing.T) {
-	o := NewOnce()
-	assert.True(t, o.First("u", "a"))
-	assert.False(t, o.First("u", "a"))
-	assert.True(t, o.First("u", "b"))
-	assert.True(t, o.First("v", "a"), "keys are per object")
-	o.Forget("u")
-	assert.True(t, o.First("u", "a"))
+func TestWindow(t *testing.T) {
+	now := time.Unix(1000, 0)
+	w := NewWindow(5 * time.Second)
+	w.now = func() time.Time { return now }
+	assert.Equal(t, 5*time.Second, w.Wait("u", "a"), "first sighting starts the clock")
+	now = now.Add(2 * time.Second)
+	assert.Equal(t, 3*time.Second, w.Wait("u", "a"), "seeing it again does not")
+	assert.Equal(t, 5*time.Second, w.Wait("v", "a"), "clocks are per object")
+	now = now.Add(3 * time.Second)
+	assert.Zero(t, w.Wait("u", "a"), "lasted the delay: write it")
+	assert.Equal(t, 5*time.Second, w.Wait("u", "b"), "a new state starts a new clock")
+	assert.Equal(t, 5*time.Second, w.Wait("u", "a"), "and so does re-entering an old one")
+	w.Forget("u")
+	now = now.Add(time.Hour)
+	assert.Equal(t, 5*time.Second, w.Wait("u", "a"))
 }

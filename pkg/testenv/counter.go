@@ -14,16 +14,17 @@ import (
 type WriteCounter struct {
 	mu     sync.Mutex
 	counts map[string]int
+	byNS   map[string]map[string]int
 }
 
 // CountWrites returns a copy of cfg whose requests are counted.
 func CountWrites(cfg *rest.Config) (*rest.Config, *WriteCounter) {
-	c := &WriteCounter{counts: map[string]int{}}
+	c := &WriteCounter{counts: map[string]int{}, byNS: map[string]map[string]int{}}
 	out := rest.CopyConfig(cfg)
 	out.Wrap(func(rt http.RoundTripper) http.RoundTripper {
 		return roundTripFunc(func(req *http.Request) (*http.Response, error) {
 			if req.Method != http.MethodGet && req.Method != http.MethodHead {
-				c.add(req.Method + " " + resourceOf(req.URL.Path))
+				c.add(namespaceOf(req.URL.Path), req.Method+" "+resourceOf(req.URL.Path))
 			}
 			return rt.RoundTrip(req)
 		})
@@ -35,10 +36,36 @@ type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
-func (c *WriteCounter) add(key string) {
+func (c *WriteCounter) add(ns, key string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.counts[key]++
+	if c.byNS[ns] == nil {
+		c.byNS[ns] = map[string]int{}
+	}
+	c.byNS[ns][key]++
+}
+
+// InNamespace returns the counts of writes to objects in namespace ns.
+func (c *WriteCounter) InNamespace(ns string) map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]int, len(c.byNS[ns]))
+	for k, v := range c.byNS[ns] {
+		out[k] = v
+	}
+	return out
+}
+
+// namespaceOf returns the namespace of a namespaced resource path, else "".
+func namespaceOf(path string) string {
+	parts := strings.Split(strings.Trim(path, "/"), "/")
+	for i := 0; i+1 < len(parts); i++ {
+		if parts[i] == "namespaces" && i+2 < len(parts) {
+			return parts[i+1]
+		}
+	}
+	return ""
 }
 
 // Snapshot returns the counts so far.

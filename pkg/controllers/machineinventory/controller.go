@@ -38,7 +38,7 @@ type handler struct {
 	// written skips cache copies older than our own last write.
 	written *stale.Guard
 
-	deferred *stale.Once // inventory UID/state → in-progress status write skipped once
+	deferred *stale.Window // inventory UID → in-progress state held back, and since when (transient.go)
 }
 
 // Register wires the handlers. Plan Secret and selector changes are mapped back
@@ -55,7 +55,7 @@ func Register(ctx context.Context, inventories elementalctl.MachineInventoryCont
 		opts:        opts,
 		now:         time.Now,
 		written:     stale.New(),
-		deferred:    stale.NewOnce(),
+		deferred:    stale.NewWindow(transientDelay),
 	}
 	inventories.OnChange(ctx, "machineinventory", func(key string, mi *elementalv1.MachineInventory) (*elementalv1.MachineInventory, error) {
 		out, err := h.OnChange(key, mi)

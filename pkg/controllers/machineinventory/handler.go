@@ -1,8 +1,6 @@
 package machineinventory
 
 import (
-	"time"
-
 	"github.com/sirupsen/logrus"
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
@@ -132,7 +130,7 @@ func (h *handler) writeStatus(mi *elementalv1.MachineInventory, obs observation)
 	if apiequality.Semantic.DeepEqual(mi.Status, status) {
 		return mi, nil
 	}
-	if h.deferTransient(mi, status) {
+	if h.deferTransient(mi, obs, status) {
 		return mi, nil
 	}
 	countPlan(mi.Status.Plan, status.Plan)
@@ -186,34 +184,4 @@ func (h *handler) recordTransitions(mi *elementalv1.MachineInventory, before, af
 	case elementalv1.ReasonPlanCreationFailure:
 		h.recorder.Event(mi, corev1.EventTypeWarning, "PlanCreationFailed", c.Message)
 	}
-}
-
-// transientDelay is how long a status that only says "in progress" may go
-// unwritten. Such states (claimed but not yet recorded by the selector, a
-// plan waiting for its agent) usually resolve within a second, so writing
-// them would cost writes per adoption for states nobody gets to see; a state
-// that lasts is written after this delay.
-const transientDelay = 5 * time.Second
-
-// deferTransient skips, once per distinct in-progress status, its write and
-// looks again after transientDelay. Failures and final states are never deferred.
-func (h *handler) deferTransient(mi *elementalv1.MachineInventory, status elementalv1.MachineInventoryStatus) bool {
-	ready := meta.FindStatusCondition(status.Conditions, elementalv1.ConditionReady)
-	adoption := meta.FindStatusCondition(status.Conditions, elementalv1.ConditionAdoptionReady)
-	if ready == nil || adoption == nil {
-		return false
-	}
-	transient := ready.Reason == elementalv1.ReasonWaitingForPlan || adoption.Reason == elementalv1.ReasonValidatingAdoption
-	if !transient || ready.Reason == elementalv1.ReasonPlanFailure {
-		return false
-	}
-	checksum := ""
-	if status.Plan != nil {
-		checksum = status.Plan.Checksum
-	}
-	if !h.deferred.First(mi.UID, ready.Reason+"/"+adoption.Reason+"/"+checksum) {
-		return false // waited once already: write what we see
-	}
-	h.inventories.EnqueueAfter(mi.Namespace, mi.Name, transientDelay)
-	return true
 }

@@ -2,6 +2,7 @@ package machineinventoryselector
 
 import (
 	"context"
+	"fmt"
 	"hash/fnv"
 	"sort"
 	"sync"
@@ -34,12 +35,27 @@ type allocator struct {
 	// paused says whether a selector must be left alone (capi-rancher.md §5.5).
 	paused func(mis *elementalv1.MachineInventorySelector) bool
 
+	// onJudged is told when a pass leaves a selector without an inventory
+	// (or its claim failed): its waiting status is news.
+	onJudged func(mis *elementalv1.MachineInventorySelector)
+
 	mu sync.Mutex
 	// pending holds claims this process made that the cache may not show yet,
 	// by selector UID and by inventory key, so a pass working from a stale
 	// cache never hands a selector a second inventory or an inventory twice.
 	pending      map[types.UID]pendingClaim
 	pendingByInv map[string]types.UID
+	// verdicts holds, per selector UID, why the last pass that considered it
+	// left it waiting. A selector without a verdict is still in the
+	// allocator's hands: a pass will claim for it or judge it.
+	verdicts map[types.UID]Verdict
+}
+
+// Verdict is why an allocation pass left a selector without an inventory.
+type Verdict struct {
+	// ClaimErr is set when the claim write failed with an error other than
+	// a conflict; empty means no free inventory matches.
+	ClaimErr string
 }
 
 type pendingClaim struct {
@@ -58,8 +74,10 @@ func newAllocator(inventories elementalctl.MachineInventoryController, selectors
 		invCache:     inventories.Cache(),
 		selectors:    selectors,
 		onClaimed:    func(*elementalv1.MachineInventorySelector, *elementalv1.MachineInventory) {},
+		onJudged:     func(*elementalv1.MachineInventorySelector) {},
 		pending:      map[types.UID]pendingClaim{},
 		pendingByInv: map[string]types.UID{},
+		verdicts:     map[types.UID]Verdict{},
 	}
 }
 
@@ -131,6 +149,28 @@ func (a *allocator) recordClaim(uid types.UID, mi *elementalv1.MachineInventory)
 	key := mi.Namespace + "/" + mi.Name
 	a.pending[uid] = pendingClaim{inventory: key, fromRV: mi.ResourceVersion}
 	a.pendingByInv[key] = uid
+	delete(a.verdicts, uid)
+}
+
+// judge records why a selector was left waiting and, when that is news,
+// tells the selector handler.
+func (a *allocator) judge(mis *elementalv1.MachineInventorySelector, v Verdict) {
+	a.mu.Lock()
+	old, had := a.verdicts[mis.UID]
+	a.verdicts[mis.UID] = v
+	a.mu.Unlock()
+	if !had || old != v {
+		a.onJudged(mis)
+	}
+}
+
+// verdict returns why the last pass left the selector waiting; false while
+// no pass has judged it since it started waiting.
+func (a *allocator) verdict(uid types.UID) (Verdict, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	v, ok := a.verdicts[uid]
+	return v, ok
 }
 
 // forget drops pending state of a selector that is going away.
@@ -141,6 +181,7 @@ func (a *allocator) forget(uid types.UID) {
 		delete(a.pendingByInv, p.inventory)
 		delete(a.pending, uid)
 	}
+	delete(a.verdicts, uid)
 }
 
 type waitingSelector struct {
@@ -199,6 +240,9 @@ func (a *allocator) allocate(ctx context.Context, ns string) error {
 		}
 	}
 	if len(free) == 0 {
+		for _, w := range waiting {
+			a.judge(w.mis, Verdict{})
+		}
 		return nil
 	}
 	sort.Slice(free, func(i, j int) bool { return free[i].Name < free[j].Name })
@@ -222,13 +266,25 @@ func (a *allocator) allocate(ctx context.Context, ns string) error {
 				mu.Unlock()
 				if !apierrors.IsConflict(err) && !apierrors.IsNotFound(err) {
 					logrus.WithError(err).WithFields(logrus.Fields{"selector": ns + "/" + p.mis.Name, "inventory": p.mi.Name}).Warn("claim failed")
+					a.judge(p.mis, Verdict{ClaimErr: fmt.Sprintf("claiming inventory %s: %v", p.mi.Name, err)})
 				}
 			}
 		}(p)
 	}
 	wg.Wait()
 	if retry {
+		// The inventories of failed claims may go to the others next pass:
+		// judge nobody from this one.
 		return errRetry
+	}
+	paired := make(map[types.UID]bool, len(pairs))
+	for _, p := range pairs {
+		paired[p.mis.UID] = true
+	}
+	for _, w := range waiting {
+		if !paired[w.mis.UID] {
+			a.judge(w.mis, Verdict{})
+		}
 	}
 	return nil
 }

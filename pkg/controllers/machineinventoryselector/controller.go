@@ -8,6 +8,7 @@ package machineinventoryselector
 import (
 	"context"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/rancher/wrangler/v3/pkg/start"
@@ -44,7 +45,8 @@ type handler struct {
 	alloc       *allocator
 	written     *stale.Guard
 
-	deferred *stale.Once // selector UID/state → in-progress status write skipped once
+	deferred *stale.Window // selector UID → wait on CAPI or the agent held back, and since when (transient.go)
+	planned  *plannedPlans
 }
 
 // Register wires the selector handlers and returns the allocator, which must
@@ -62,12 +64,16 @@ func Register(ctx context.Context, selectors elementalctl.MachineInventorySelect
 		k8s:         k8s,
 		recorder:    recorder,
 		written:     stale.New(),
-		deferred:    stale.NewOnce(),
+		deferred:    stale.NewWindow(transientDelay),
+		planned:     &plannedPlans{m: map[types.UID]plannedPlan{}},
 	}
 	h.alloc = newAllocator(inventories, selectors.Cache())
 	h.alloc.paused = h.paused
 	h.alloc.onClaimed = func(mis *elementalv1.MachineInventorySelector, mi *elementalv1.MachineInventory) {
 		h.recorder.Eventf(mis, corev1.EventTypeNormal, "InventoryClaimed", "claimed inventory %s", mi.Name)
+	}
+	h.alloc.onJudged = func(mis *elementalv1.MachineInventorySelector) {
+		selectors.EnqueueAfter(mis.Namespace, mis.Name, 0)
 	}
 
 	inventories.Cache().AddIndexer(ByOwnerSelectorUID, indexOwnerSelectorUID)
@@ -187,4 +193,34 @@ func (h *handler) paused(mis *elementalv1.MachineInventorySelector) bool {
 func splitKey(key string) (string, string) {
 	ns, name, _ := strings.Cut(key, "/")
 	return ns, name
+}
+
+// plannedPlans remembers, per selector UID, the bootstrap plan this process
+// wrote (inventory and checksum) until the status records it, so the
+// handler runs between the plan write and that status write do not read the
+// bootstrap Secret and rebuild the plan each time.
+type plannedPlans struct {
+	mu sync.Mutex
+	m  map[types.UID]plannedPlan
+}
+
+type plannedPlan struct{ inventory, checksum string }
+
+func (p *plannedPlans) get(uid types.UID, inventory string) (string, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pp, ok := p.m[uid]
+	return pp.checksum, ok && pp.inventory == inventory
+}
+
+func (p *plannedPlans) set(uid types.UID, inventory, checksum string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.m[uid] = plannedPlan{inventory: inventory, checksum: checksum}
+}
+
+func (p *plannedPlans) forget(uid types.UID) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.m, uid)
 }

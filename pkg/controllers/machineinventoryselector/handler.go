@@ -53,6 +53,9 @@ func (h *handler) OnChange(_ string, mis *elementalv1.MachineInventorySelector) 
 	if mi == nil {
 		if !obs.inventoryDeleted {
 			h.alloc.Enqueue(mis.Namespace)
+			var v Verdict
+			v, obs.judged = h.alloc.verdict(mis.UID)
+			obs.claimErr = v.ClaimErr
 		}
 		return h.writeStatus(mis, obs)
 	}
@@ -117,7 +120,15 @@ func (h *handler) bootstrap(mis *elementalv1.MachineInventorySelector, mi *eleme
 		return h.writeStatus(mis, obs)
 	}
 	if mis.Status.BootstrapPlanChecksum != "" {
+		h.planned.forget(mis.UID) // recorded
 		obs.checksum = mis.Status.BootstrapPlanChecksum
+		obs.plan = plans.Observe(secret.Data, obs.checksum)
+		return h.writeStatusWithEvents(mis, obs)
+	}
+	// Written by this process, status not yet (deferred while the agent
+	// works): the Secret still holds it, so there is nothing to read again.
+	if sum, ok := h.planned.get(mis.UID, mi.Name); ok && plans.Checksum(secret.Data[plans.KeyPlan]) == sum {
+		obs.checksum = sum
 		obs.plan = plans.Observe(secret.Data, obs.checksum)
 		return h.writeStatusWithEvents(mis, obs)
 	}
@@ -154,6 +165,7 @@ func (h *handler) bootstrap(mis *elementalv1.MachineInventorySelector, mi *eleme
 		}
 		h.recorder.Event(mis, corev1.EventTypeNormal, "BootstrapPlanWritten", msg)
 	}
+	h.planned.set(mis.UID, mi.Name, obs.checksum)
 	// The agent cannot have applied the new plan yet, but a re-write after a
 	// crash is byte-identical and may already be applied.
 	obs.plan = plans.Observe(secret.Data, obs.checksum)
@@ -193,7 +205,7 @@ func (h *handler) writeStatusWithEvents(mis *elementalv1.MachineInventorySelecto
 			h.recorder.Event(mis, corev1.EventTypeWarning, "BootstrapPlanFailed", obs.plan.FailureMessage("bootstrap plan on "+obs.inventory.Name))
 		}
 	}
-	return h.writeStatusValue(mis, status)
+	return h.writeStatusValue(mis, obs, status)
 }
 
 func conditionReason(conds []metav1.Condition, typ string) string {
@@ -209,14 +221,14 @@ func conditionReason(conds []metav1.Condition, typ string) string {
 // object we read, carrying its resourceVersion, so a newer write by Rancher
 // (providerID, addresses) makes ours conflict instead of being clobbered.
 func (h *handler) writeStatus(mis *elementalv1.MachineInventorySelector, obs observation) (*elementalv1.MachineInventorySelector, error) {
-	return h.writeStatusValue(mis, buildStatus(mis, obs))
+	return h.writeStatusValue(mis, obs, buildStatus(mis, obs))
 }
 
-func (h *handler) writeStatusValue(mis *elementalv1.MachineInventorySelector, status elementalv1.MachineInventorySelectorStatus) (*elementalv1.MachineInventorySelector, error) {
+func (h *handler) writeStatusValue(mis *elementalv1.MachineInventorySelector, obs observation, status elementalv1.MachineInventorySelectorStatus) (*elementalv1.MachineInventorySelector, error) {
 	if apiequality.Semantic.DeepEqual(mis.Status, status) {
 		return mis, nil
 	}
-	if h.deferTransient(mis, status) {
+	if h.deferTransient(mis, obs, status) {
 		return mis, nil
 	}
 	if status.Ready && !mis.Status.Ready {
@@ -238,23 +250,4 @@ func (h *handler) update(mis *elementalv1.MachineInventorySelector) (*elementalv
 		h.written.Wrote(mis)
 	}
 	return updated, err
-}
-
-// transientDelay is how long an in-progress selector status may go unwritten:
-// a waiting selector is normally claimed, and a fast agent applies the plan,
-// within a second; a state that lasts is written after this delay.
-const transientDelay = 5 * time.Second
-
-// deferTransient skips, once per distinct in-progress status, its write and
-// looks again after transientDelay. Errors and ready are never deferred.
-func (h *handler) deferTransient(mis *elementalv1.MachineInventorySelector, status elementalv1.MachineInventorySelectorStatus) bool {
-	reason := conditionReason(status.Conditions, elementalv1.ConditionReady)
-	if reason != elementalv1.ReasonWaitingForInventory && reason != elementalv1.ReasonSuccessfullyUpdatedPlan {
-		return false
-	}
-	if !h.deferred.First(mis.UID, reason+"/"+status.BootstrapPlanChecksum) {
-		return false
-	}
-	h.selectors.EnqueueAfter(mis.Namespace, mis.Name, transientDelay)
-	return true
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 
 	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
 	elementalctl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/elemental.cattle.io"
@@ -23,6 +24,8 @@ var (
 	rancher     *testenv.SimulatedRancher
 	inventories elementalv1ctl.MachineInventoryClient
 	selectors   elementalv1ctl.MachineInventorySelectorClient
+	// writes counts the operator's writes.
+	writes *testenv.WriteCounter
 )
 
 func TestMain(m *testing.M) { os.Exit(run(m)) }
@@ -46,7 +49,9 @@ func run(m *testing.M) int {
 	}
 	inventories, selectors = f.Elemental().V1beta1().MachineInventory(), f.Elemental().V1beta1().MachineInventorySelector()
 
-	stop := testenv.RunOperator(env.Config, nil)
+	var opCfg *rest.Config
+	opCfg, writes = testenv.CountWrites(env.Config)
+	stop := testenv.RunOperator(opCfg, nil)
 	code := m.Run()
 	if err := stop(); err != nil {
 		fmt.Fprintln(os.Stderr, "operator:", err)

@@ -99,6 +99,52 @@ func TestAdoptionBootstrapAndReady(t *testing.T) {
 	})
 }
 
+// An adoption costs the operator five object writes, however long its steps
+// wait in queues: the selector's finalizer, the claim, the bootstrap plan,
+// the selector's status (claim, plan and ready at once) and the inventory's
+// status (claimed and provisioned at once). Events are not counted.
+func TestAdoptionWrites(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	readyInventories(t, ns, "fire", 5, map[string]string{"element": "fire"})
+	time.Sleep(time.Second) // registration writes land before counting
+	before := writes.InNamespace(ns)
+	for i := 0; i < 5; i++ {
+		_, err := rancher.CreateMachine(ctx, ns, fmt.Sprintf("m%d", i), testenv.MachineOptions{Selector: fire, Script: script})
+		require.NoError(t, err)
+	}
+	for i := 0; i < 5; i++ {
+		waitSelector(t, ns, fmt.Sprintf("m%d", i), time.Minute, isReady)
+	}
+	eventually(t, 30*time.Second, func() error {
+		list, err := inventories.List(ns, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		for _, mi := range list.Items {
+			if mi.Status.Phase != "Provisioned" {
+				return fmt.Errorf("%s: phase %q", mi.Name, mi.Status.Phase)
+			}
+		}
+		return nil
+	})
+	time.Sleep(time.Second) // let any stray write land
+	after := writes.InNamespace(ns)
+	delta := map[string]int{}
+	for k, v := range after {
+		if d := v - before[k]; d != 0 && !strings.Contains(k, "events") {
+			delta[k] = d
+		}
+	}
+	assert.Equal(t, map[string]int{
+		"PUT machineinventoryselectors":        5,
+		"PUT machineinventoryselectors/status": 5,
+		"PUT machineinventories":               5,
+		"PUT machineinventories/status":        5,
+		"PATCH secrets":                        5,
+	}, delta)
+}
+
 // selectorsTouch adds an annotation so the controller reconciles.
 func selectorsTouch(t *testing.T, ns, name string) {
 	require.NoError(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {

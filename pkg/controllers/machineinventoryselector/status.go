@@ -20,6 +20,10 @@ type observation struct {
 	inventory *elementalv1.MachineInventory
 	// inventoryDeleted: a ready selector lost its inventory.
 	inventoryDeleted bool
+	// judged: an allocation pass left the selector without an inventory
+	// (claimErr says why when a claim write failed; else none was free).
+	judged   bool
+	claimErr string
 	// bootstrapMissing says why the bootstrap data is not available yet.
 	bootstrapMissing string
 	// planErr: writing the bootstrap plan failed.
@@ -64,6 +68,8 @@ func buildStatus(mis *elementalv1.MachineInventorySelector, obs observation) ele
 		set(elementalv1.ConditionInventoryReady, metav1.ConditionFalse, elementalv1.ReasonWaitingForInventory, "invalid selector: "+obs.selectorErr.Error())
 	case obs.waitingMachine:
 		set(elementalv1.ConditionInventoryReady, metav1.ConditionFalse, elementalv1.ReasonWaitingForInventory, "waiting for the owner Machine before claiming")
+	case obs.claimErr != "":
+		set(elementalv1.ConditionInventoryReady, metav1.ConditionFalse, elementalv1.ReasonFailedToAdoptInventory, obs.claimErr)
 	default:
 		set(elementalv1.ConditionInventoryReady, metav1.ConditionFalse, elementalv1.ReasonWaitingForInventory,
 			"no free inventory in namespace "+mis.Namespace+" matches the selector (free = Ready, not deleting, not claimed, not releasing)")
@@ -91,6 +97,8 @@ func buildStatus(mis *elementalv1.MachineInventorySelector, obs observation) ele
 		set(elementalv1.ConditionReady, metav1.ConditionFalse, elementalv1.ReasonInvalidSelector, obs.selectorErr.Error())
 	case obs.inventoryDeleted:
 		set(elementalv1.ConditionReady, metav1.ConditionFalse, elementalv1.ReasonInventoryDeleted, "the claimed inventory was deleted; delete the Machine to replace it")
+	case obs.inventory == nil && !obs.waitingMachine && obs.claimErr != "":
+		set(elementalv1.ConditionReady, metav1.ConditionFalse, elementalv1.ReasonFailedToAdoptInventory, obs.claimErr)
 	case obs.waitingMachine || obs.inventory == nil:
 		set(elementalv1.ConditionReady, metav1.ConditionFalse, elementalv1.ReasonWaitingForInventory, "waiting for a matching inventory")
 	case obs.planErr != nil:
