@@ -75,25 +75,25 @@ func NewAppContext(cfg *rest.Config, namespace string) (*AppContext, error) {
 	// Only our own Secrets, ServiceAccounts, Roles and RoleBindings are
 	// cached: a Rancher management cluster has many more, and memory matters.
 	managed := func(opts *metav1.ListOptions) { opts.LabelSelector = elementalv1.ManagedLabel + "=true" }
-	scf, err := controller.NewSharedControllerFactoryFromConfigWithOptions(cfg, schemes.All, &controller.SharedControllerFactoryOptions{
-		CacheOptions: &cache.SharedCacheFactoryOptions{
-			// A slow resync is a safety net, not the mechanism (capi-rancher.md §5.3).
-			DefaultResync: 5 * time.Minute,
-			KindTweakList: map[schema.GroupVersionKind]cache.TweakListOptionsFunc{
-				corev1.SchemeGroupVersion.WithKind("Secret"):         managed,
-				corev1.SchemeGroupVersion.WithKind("ServiceAccount"): managed,
-				rbacv1.SchemeGroupVersion.WithKind("Role"):           managed,
-				rbacv1.SchemeGroupVersion.WithKind("RoleBinding"):    managed,
-			},
+	clients, err := newClientFactory(cfg, schemes.All)
+	if err != nil {
+		return nil, err
+	}
+	scf := controller.NewSharedControllerFactory(cache.NewSharedCachedFactory(clients, &cache.SharedCacheFactoryOptions{
+		// A slow resync is a safety net, not the mechanism (capi-rancher.md §5.3).
+		DefaultResync: 5 * time.Minute,
+		KindTweakList: map[schema.GroupVersionKind]cache.TweakListOptionsFunc{
+			corev1.SchemeGroupVersion.WithKind("Secret"):         managed,
+			corev1.SchemeGroupVersion.WithKind("ServiceAccount"): managed,
+			rbacv1.SchemeGroupVersion.WithKind("Role"):           managed,
+			rbacv1.SchemeGroupVersion.WithKind("RoleBinding"):    managed,
 		},
+	}), &controller.SharedControllerFactoryOptions{
 		// Conflicts are expected under contention: retry fast, back off to 30s
 		// (the cap capi-rancher.md §4 asks for missing bootstrap data).
 		DefaultRateLimiter: workqueue.NewTypedItemExponentialFailureRateLimiter[any](5*time.Millisecond, 30*time.Second),
 		DefaultWorkers:     5,
 	})
-	if err != nil {
-		return nil, err
-	}
 	opts := &generic.FactoryOptions{SharedControllerFactory: scf}
 
 	elemental, err := elementalctl.NewFactoryFromConfigWithOptions(cfg, opts)
@@ -116,7 +116,8 @@ func NewAppContext(cfg *rest.Config, namespace string) (*AppContext, error) {
 	if err != nil {
 		return nil, err
 	}
-	k8s, err := kubernetes.NewForConfig(cfg)
+	// Built-in kinds only (Secrets, Events, discovery, credentials): protobuf.
+	k8s, err := kubernetes.NewForConfig(ProtobufConfig(cfg))
 	if err != nil {
 		return nil, err
 	}

@@ -117,7 +117,7 @@ func RunWithConfig(parent context.Context, cfg Config, restCfg *rest.Config, ver
 	}
 
 	// The lease client must never be throttled behind controller traffic.
-	leaseCfg := rest.CopyConfig(restCfg)
+	leaseCfg := controllers.ProtobufConfig(restCfg)
 	leaseCfg.QPS, leaseCfg.RateLimiter = -1, nil
 	leaseClient, err := kubernetes.NewForConfig(leaseCfg)
 	if err != nil {
