@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -29,6 +30,22 @@ type SimulatedAgents struct {
 	queue  workqueue.TypedRateLimitingInterface[string]
 	lister cache.Indexer
 	ns     string
+	// answered counts the plans answered (applied or failed).
+	answered atomic.Int64
+}
+
+// Answered is how many plans the agents have answered so far.
+func (a *SimulatedAgents) Answered() int64 { return a.answered.Load() }
+
+// Plans counts the plan Secrets the agents see with this plan.type.
+func (a *SimulatedAgents) Plans(planType string) int {
+	n := 0
+	for _, obj := range a.lister.List() {
+		if s, ok := obj.(*corev1.Secret); ok && s.Annotations["elemental.cattle.io/plan.type"] == planType {
+			n++
+		}
+	}
+	return n
 }
 
 // FailMarker in a plan's bytes makes the simulated agent fail it.
@@ -109,8 +126,11 @@ func (a *SimulatedAgents) answer(ctx context.Context, name string) error {
 		data["success-count"] = []byte(strconv.Itoa(count + 1))
 	}
 	patch, _ := json.Marshal(map[string]interface{}{"data": data})
-	_, err = a.client.CoreV1().Secrets(a.ns).Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{})
-	return err
+	if _, err = a.client.CoreV1().Secrets(a.ns).Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		return err
+	}
+	a.answered.Add(1)
+	return nil
 }
 
 // planMentions looks for marker in the plan, its decoded file contents and

@@ -9,6 +9,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"net"
@@ -35,6 +36,9 @@ var (
 	progress    = flag.Bool("progress", false, "print progress every 2s")
 	dumpMetrics = flag.Bool("metrics", false, "print the operator's handler metrics at the end")
 	goroutines  = flag.String("goroutines", "", "write the operator's goroutine dump 15s into the measured phase to this file")
+	profile     = flag.String("profile", "", "write CPU profiles of kube-apiserver and the operator over the measured phase to <prefix>.apiserver.pprof and <prefix>.operator.pprof")
+	dump        = flag.String("dump", "", "write one adopted inventory and its selector, as the API server returns them, to <prefix>.mi.json and <prefix>.mis.json")
+	profileSecs = flag.Int("profile-seconds", 10, "length of the -profile CPU profiles")
 	metricsAddr string
 )
 
@@ -79,7 +83,7 @@ func run(nInv, nSel int) error {
 	}
 	agentCtx, stopAgents := context.WithCancel(ctx)
 	defer stopAgents()
-	testenv.RunSimulatedAgents(agentCtx, simClient, ns, 16)
+	agents := testenv.RunSimulatedAgents(agentCtx, simClient, ns, 16)
 	rancher, err := testenv.NewSimulatedRancher(simCfg)
 	if err != nil {
 		return err
@@ -146,6 +150,8 @@ func run(nInv, nSel int) error {
 		return err
 	}
 	simBefore := simWrites.Total("")
+	controlPlaneBefore := childCPU()
+	answeredBefore := agents.Answered()
 	start := time.Now()
 	op, err = startOperator(binary, kubeconfig, ns)
 	if err != nil {
@@ -155,6 +161,7 @@ func run(nInv, nSel int) error {
 	if nInv < want {
 		want = nInv
 	}
+	profiled := startProfiles(env)
 	if err := waitFor(15*time.Minute, func() (bool, string) {
 		list, err := misCache.List(ns, labels.Everything())
 		if err != nil {
@@ -181,12 +188,35 @@ func run(nInv, nSel int) error {
 				}
 			}
 		}
-		return n == want, fmt.Sprintf("%d/%d selectors ready (%d claimed, %d recorded, %d with plan)", n, want, claimed, recorded, planned)
+		return n == want, fmt.Sprintf("%d/%d selectors ready (%d claimed, %d recorded, %d with plan in status, %d bootstrap plans, %d acked)", n, want, claimed, recorded, planned, agents.Plans("bootstrap"), agents.Answered()-answeredBefore)
 	}); err != nil {
 		return err
 	}
 	elapsed := time.Since(start)
+	// The adoption is done when its inventories say so too: their status
+	// write follows the selector's.
+	if err := waitFor(2*time.Minute, func() (bool, string) {
+		list, err := invCache.List(ns, labels.Everything())
+		if err != nil {
+			return false, err.Error()
+		}
+		n := 0
+		for _, mi := range list {
+			if mi.Status.Phase == "Provisioned" {
+				n++
+			}
+		}
+		return n == want, fmt.Sprintf("%d/%d inventories provisioned", n, want)
+	}); err != nil {
+		return err
+	}
+	settled := time.Since(start)
+	if *dump != "" {
+		dumpOne(invCache.List, misCache.List, ns)
+	}
 	cpu, rss := op.usage()
+	controlPlaneCPU := childCPU() - controlPlaneBefore
+	profiled()
 	if *dumpMetrics {
 		if out, err := exec.Command("curl", "-s", "http://"+metricsAddr+"/metrics").Output(); err == nil {
 			for _, line := range strings.Split(string(out), "\n") {
@@ -196,7 +226,7 @@ func run(nInv, nSel int) error {
 			}
 		}
 	}
-	time.Sleep(2 * time.Second) // let trailing writes (inventory phases) land
+	time.Sleep(time.Second) // let any stray write land
 	after, err := apiserverWrites(env)
 	if err != nil {
 		return err
@@ -208,6 +238,7 @@ func run(nInv, nSel int) error {
 	opWrites := total - simDelta
 	fmt.Printf("\nresults: %d inventories, %d selectors, %d adoptions\n", nInv, nSel, want)
 	fmt.Printf("  time until all selectors ready (operator start → last ready): %s\n", elapsed.Round(10*time.Millisecond))
+	fmt.Printf("  time until all inventories provisioned: %s\n", settled.Round(10*time.Millisecond))
 	fmt.Printf("  operator API writes: %d total, %.2f per adoption (events: %d, leases: %d)\n",
 		opWrites, float64(opWrites)/float64(want), byResource["events"], byResource["leases"])
 	fmt.Printf("  operator writes per adoption without events and leases: %.2f\n",
@@ -215,8 +246,68 @@ func run(nInv, nSel int) error {
 	fmt.Printf("  simulated agents' writes (subtracted): %d\n", simDelta)
 	fmt.Printf("  conflicts (HTTP 409, all clients): %d\n", conflicts)
 	fmt.Printf("  operator CPU: %.2fs, peak RSS: %.1f MiB\n", cpu.Seconds(), float64(rss)/1024)
+	fmt.Printf("  kube-apiserver + etcd CPU: %.2fs\n", controlPlaneCPU.Seconds())
 	fmt.Printf("  apiserver writes by resource (all clients): %v\n", byResource)
 	return nil
+}
+
+// dumpOne writes one provisioned inventory and its selector as JSON.
+func dumpOne(inventories func(string, labels.Selector) ([]*elementalv1.MachineInventory, error),
+	selectors func(string, labels.Selector) ([]*elementalv1.MachineInventorySelector, error), ns string) {
+	invs, _ := inventories(ns, labels.Everything())
+	sels, _ := selectors(ns, labels.Everything())
+	for _, mi := range invs {
+		for _, mis := range sels {
+			if len(mi.OwnerReferences) > 0 && mi.OwnerReferences[0].UID == mis.UID {
+				for what, obj := range map[string]interface{}{"mi": mi, "mis": mis} {
+					out, _ := json.MarshalIndent(obj, "", "  ")
+					_ = os.WriteFile(*dump+"."+what+".json", out, 0o644)
+				}
+				return
+			}
+		}
+	}
+}
+
+// startProfiles fetches CPU profiles of kube-apiserver (its /debug/pprof,
+// on by default) and the operator (--profiling) in the background; the
+// returned func waits for them.
+func startProfiles(env *testenv.Env) func() {
+	if *profile == "" {
+		return func() {}
+	}
+	var wg sync.WaitGroup
+	fetch := func(what string, get func() ([]byte, error)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out, err := get()
+			if err == nil {
+				err = os.WriteFile(*profile+"."+what+".pprof", out, 0o644)
+			}
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "bench: %s profile: %v\n", what, err)
+			}
+		}()
+	}
+	secs := strconv.Itoa(*profileSecs)
+	fetch("apiserver", func() ([]byte, error) {
+		return env.Client.CoreV1().RESTClient().Get().AbsPath("/debug/pprof/profile").Param("seconds", secs).
+			Timeout(time.Duration(*profileSecs+30) * time.Second).DoRaw(context.Background())
+	})
+	// The operator's metrics listener comes up a moment after its start.
+	fetch("operator", func() ([]byte, error) {
+		var err error
+		for i := 0; i < 50; i++ {
+			var out []byte
+			if out, err = exec.Command("curl", "-sf", "http://"+metricsAddr+"/debug/pprof/profile?seconds="+secs).Output(); err == nil {
+				return out, nil
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		return nil, err
+	})
+	return wg.Wait
 }
 
 type operatorProcess struct {
@@ -266,14 +357,7 @@ func (p *operatorProcess) stop() {
 // usage reads CPU time and peak RSS (KiB) from /proc.
 func (p *operatorProcess) usage() (time.Duration, int) {
 	pid := p.cmd.Process.Pid
-	stat, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	fields := strings.Fields(string(stat)[strings.LastIndexByte(string(stat), ')')+1:])
-	var cpu time.Duration
-	if len(fields) > 12 {
-		utime, _ := strconv.Atoi(fields[11])
-		stime, _ := strconv.Atoi(fields[12])
-		cpu = time.Duration(utime+stime) * 10 * time.Millisecond // USER_HZ = 100
-	}
+	cpu, _ := procCPU(pid)
 	rss := 0
 	status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	for _, line := range strings.Split(string(status), "\n") {
@@ -282,6 +366,43 @@ func (p *operatorProcess) usage() (time.Duration, int) {
 		}
 	}
 	return cpu, rss
+}
+
+// procCPU reads a process's CPU time and parent from /proc/<pid>/stat.
+func procCPU(pid int) (time.Duration, int) {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, 0
+	}
+	// pid (comm) state ppid ... utime stime: comm may hold spaces, cut at ')'.
+	fields := strings.Fields(string(stat)[strings.LastIndexByte(string(stat), ')')+1:])
+	if len(fields) < 13 {
+		return 0, 0
+	}
+	ppid, _ := strconv.Atoi(fields[1])
+	utime, _ := strconv.Atoi(fields[11])
+	stime, _ := strconv.Atoi(fields[12])
+	return time.Duration(utime+stime) * 10 * time.Millisecond, ppid // USER_HZ = 100
+}
+
+// childCPU is the CPU time of this process's kube-apiserver and etcd.
+func childCPU() time.Duration {
+	entries, _ := os.ReadDir("/proc")
+	var total time.Duration
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cpu, ppid := procCPU(pid)
+		if ppid != os.Getpid() {
+			continue
+		}
+		if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); strings.HasPrefix(string(comm), "kube-apiserver") || strings.HasPrefix(string(comm), "etcd") {
+			total += cpu
+		}
+	}
+	return total
 }
 
 func parallel(n int, fn func(i int) error) error {
