@@ -30,8 +30,6 @@ type allocator struct {
 	inventories elementalctl.MachineInventoryController
 	invCache    elementalctl.MachineInventoryCache
 	selectors   elementalctl.MachineInventorySelectorCache
-	// onClaimed is told of every successful claim (for metrics and events).
-	onClaimed func(mis *elementalv1.MachineInventorySelector, mi *elementalv1.MachineInventory)
 	// paused says whether a selector must be left alone (capi-rancher.md §5.5).
 	paused func(mis *elementalv1.MachineInventorySelector) bool
 
@@ -73,7 +71,6 @@ func newAllocator(inventories elementalctl.MachineInventoryController, selectors
 		inventories:  inventories,
 		invCache:     inventories.Cache(),
 		selectors:    selectors,
-		onClaimed:    func(*elementalv1.MachineInventorySelector, *elementalv1.MachineInventory) {},
 		onJudged:     func(*elementalv1.MachineInventorySelector) {},
 		pending:      map[types.UID]pendingClaim{},
 		pendingByInv: map[string]types.UID{},
@@ -355,7 +352,6 @@ func (a *allocator) claim(mis *elementalv1.MachineInventorySelector, mi *element
 		return err
 	}
 	a.recordClaim(mis.UID, mi)
-	a.onClaimed(mis, mi)
 	return nil
 }
 

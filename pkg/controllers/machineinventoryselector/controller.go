@@ -69,9 +69,6 @@ func Register(ctx context.Context, selectors elementalctl.MachineInventorySelect
 	}
 	h.alloc = newAllocator(inventories, selectors.Cache())
 	h.alloc.paused = h.paused
-	h.alloc.onClaimed = func(mis *elementalv1.MachineInventorySelector, mi *elementalv1.MachineInventory) {
-		h.recorder.Eventf(mis, corev1.EventTypeNormal, "InventoryClaimed", "claimed inventory %s", mi.Name)
-	}
 	h.alloc.onJudged = func(mis *elementalv1.MachineInventorySelector) {
 		selectors.EnqueueAfter(mis.Namespace, mis.Name, 0)
 	}

@@ -112,10 +112,22 @@ func (h *handler) repair(mis *elementalv1.MachineInventorySelector) (*elementalv
 }
 
 // bootstrap writes the bootstrap plan once, then follows the agent's verdict.
+//
+// One Normal Event per adoption tells of the claim: BootstrapPlanWritten
+// names the inventory when the plan follows the claim at once (the usual
+// case), InventoryClaimed comes first only when the plan has to wait. A
+// claim is news until the status records it.
 func (h *handler) bootstrap(mis *elementalv1.MachineInventorySelector, mi *elementalv1.MachineInventory, obs observation) (*elementalv1.MachineInventorySelector, error) {
+	announced := refName(mis.Status.MachineInventoryRef) == mi.Name
+	announce := func() {
+		if !announced {
+			h.recorder.Eventf(mis, corev1.EventTypeNormal, "InventoryClaimed", "claimed inventory %s", mi.Name)
+		}
+	}
 	secret, err := h.secrets.Cache().Get(mi.Namespace, mi.Name)
 	if err != nil || !plans.OwnedBy(secret, mi) {
 		// The inventory controller creates it; its event brings us back.
+		announce()
 		obs.bootstrapMissing = "waiting for the plan secret of inventory " + mi.Name
 		return h.writeStatus(mis, obs)
 	}
@@ -135,12 +147,14 @@ func (h *handler) bootstrap(mis *elementalv1.MachineInventorySelector, mi *eleme
 
 	script, missing := h.bootstrapData(mis)
 	if missing != "" {
+		announce()
 		obs.bootstrapMissing = missing
 		h.selectors.EnqueueAfter(mis.Namespace, mis.Name, bootstrapRetry)
 		return h.writeStatus(mis, obs)
 	}
 	plan, dropped, err := plans.Bootstrap(mi.Name, script, mi.Labels)
 	if err != nil {
+		announce()
 		obs.planErr = err
 		return h.writeStatus(mis, obs)
 	}
@@ -152,6 +166,7 @@ func (h *handler) bootstrap(mis *elementalv1.MachineInventorySelector, mi *eleme
 			if apierrors.IsNotFound(err) {
 				return mis, err // deleted under us: retry from a fresh view
 			}
+			announce()
 			obs.planErr = fmt.Errorf("writing the bootstrap plan: %w", err)
 			obs.checksum = ""
 			if _, serr := h.writeStatus(mis, obs); serr != nil {
@@ -160,6 +175,9 @@ func (h *handler) bootstrap(mis *elementalv1.MachineInventorySelector, mi *eleme
 			return mis, err
 		}
 		msg := "bootstrap plan written to " + mi.Name
+		if !announced {
+			msg = "claimed inventory " + mi.Name + " and wrote its bootstrap plan"
+		}
 		if len(dropped) > 0 {
 			msg += "; labels the kubelet refuses were left out: " + strings.Join(dropped, ", ")
 		}

@@ -11,6 +11,7 @@ import (
 	rplan "github.com/rancher/rancher/pkg/plan"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
 
@@ -143,6 +144,13 @@ func TestAdoptionWrites(t *testing.T) {
 		"PUT machineinventories/status":        5,
 		"PATCH secrets":                        5,
 	}, delta)
+
+	// One Normal Event tells of claim and plan together.
+	events := waitEvent(t, ns, "m0", "BootstrapPlanWritten")
+	assert.Contains(t, events[0].Message, "claimed inventory ")
+	for _, e := range events {
+		assert.NotEqual(t, "InventoryClaimed", e.Reason)
+	}
 }
 
 // selectorsTouch adds an annotation so the controller reconciles.
@@ -232,12 +240,19 @@ func TestBootstrapDataAppearingLate(t *testing.T) {
 	assert.NotNil(t, mis.Status.MachineInventoryRef, "claimed while waiting for data")
 	assert.Contains(t, conditionMessage(mis, elementalv1.ConditionBootstrapReady), "no bootstrap data secret yet")
 
+	waitEvent(t, ns, "late", "InventoryClaimed")
+
 	require.NoError(t, rancher.CreateBootstrapSecret(ctx, ns, "late", script))
 	start := time.Now()
 	require.NoError(t, rancher.SetBootstrapData(ns, "late"))
 	waitSelector(t, ns, "late", time.Minute, isReady)
 	// The Machine watch makes progress at once, not after the 30s retry.
 	assert.Less(t, time.Since(start), 20*time.Second)
+	for _, e := range waitEvent(t, ns, "late", "BootstrapPlanWritten") {
+		if e.Reason == "BootstrapPlanWritten" {
+			assert.Equal(t, "bootstrap plan written to "+mis.Status.MachineInventoryRef.Name, e.Message)
+		}
+	}
 }
 
 func TestFailingBootstrapPlan(t *testing.T) {
@@ -310,18 +325,31 @@ func TestPausedSelectorIsLeftAlone(t *testing.T) {
 	waitSelector(t, ns, "paused", time.Minute, isReady)
 }
 
-func waitEvent(t *testing.T, ns, name, reason string) {
+// waitEvent waits for a reason on an object and returns that object's
+// Events, the one waited for first.
+func waitEvent(t *testing.T, ns, name, reason string) []corev1.Event {
 	t.Helper()
+	var out []corev1.Event
 	eventually(t, 30*time.Second, func() error {
 		events, err := env.Client.CoreV1().Events(ns).List(context.Background(), metav1.ListOptions{})
 		if err != nil {
 			return err
 		}
+		out = nil
 		for _, e := range events.Items {
-			if e.InvolvedObject.Name == name && e.Reason == reason {
-				return nil
+			if e.InvolvedObject.Name != name {
+				continue
+			}
+			if e.Reason == reason {
+				out = append([]corev1.Event{e}, out...)
+			} else {
+				out = append(out, e)
 			}
 		}
-		return fmt.Errorf("no %s event on %s", reason, name)
+		if len(out) == 0 || out[0].Reason != reason {
+			return fmt.Errorf("no %s event on %s", reason, name)
+		}
+		return nil
 	})
+	return out
 }
