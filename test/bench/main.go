@@ -329,7 +329,9 @@ func startOperator(binary, kubeconfig, ns string) (*operatorProcess, error) {
 	l.Close()
 	cmd := exec.Command(binary, "--kubeconfig", kubeconfig, "--namespace", ns, "--health-addr", health,
 		"--metrics-addr", metricsAddr, "--registration-addr", "", "--install-crds=false", "--profiling", "--debug",
-		"--leader-elect-lease-duration", "4s", "--leader-elect-renew-deadline", "3s", "--leader-elect-retry-period", "500ms")
+		// The stopped operator released the lease: a new one takes it at once,
+		// and a loaded 2-core machine must not cost it the lease mid-run.
+		"--leader-elect-lease-duration", "15s", "--leader-elect-renew-deadline", "10s", "--leader-elect-retry-period", "500ms")
 	logFile, err := os.CreateTemp("", "elemental-bench-operator-*.log")
 	if err != nil {
 		return nil, err
