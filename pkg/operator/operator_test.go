@@ -1,7 +1,6 @@
 package operator_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -11,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -67,42 +65,24 @@ func run(m *testing.M) int {
 
 type process struct {
 	cmd     *exec.Cmd
-	out     *syncBuffer
+	out     *testenv.SyncBuffer
 	health  string
 	metrics string
 	done    chan struct{}
 	exitErr error
 }
 
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := testenv.FreeAddr()
 	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().String()
+	return addr
 }
 
 // start runs the operator binary; extraEnv entries are KEY=VALUE.
 func start(t *testing.T, namespace string, extraEnv ...string) *process {
 	t.Helper()
-	p := &process{out: &syncBuffer{}, health: freeAddr(t), metrics: freeAddr(t), done: make(chan struct{})}
+	p := &process{out: &testenv.SyncBuffer{}, health: freeAddr(t), metrics: freeAddr(t), done: make(chan struct{})}
 	p.cmd = exec.Command(binary,
 		"--kubeconfig", kubeconfig,
 		"--health-addr", p.health,

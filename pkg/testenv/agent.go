@@ -1,14 +1,12 @@
 package testenv
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -27,7 +25,7 @@ var sandboxDirs = []string{"/var/lib/rancher", "/etc/rancher", "/var/lib/element
 // Secret, inside a private mount namespace.
 type Agent struct {
 	cmd  *exec.Cmd
-	out  *lockedBuffer
+	out  *SyncBuffer
 	done chan struct{}
 	dir  string
 }
@@ -114,7 +112,7 @@ func StartAgent(opts AgentOptions) (*Agent, error) {
 		script += fmt.Sprintf("mkdir -p %s; mount -t tmpfs -o mode=0755 tmpfs %s\n", d, d)
 	}
 	script += "exec " + bin + " sentinel\n"
-	a := &Agent{out: &lockedBuffer{}, done: make(chan struct{}), dir: dir}
+	a := &Agent{out: &SyncBuffer{}, done: make(chan struct{}), dir: dir}
 	// A private UTS namespace too: a plan that sets the hostname sets the sandbox's.
 	a.cmd = exec.Command("unshare", "--mount", "--uts", "--fork", "--kill-child", "--", "sh", "-c", script)
 	a.cmd.Env = append(os.Environ(), "PATH="+path, "CATTLE_AGENT_CONFIG="+filepath.Join(dir, "config.json"), "CATTLE_LOGLEVEL=debug")
@@ -174,21 +172,4 @@ func (a *Agent) Stop() {
 		}
 	}
 	_ = os.RemoveAll(a.dir)
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -2,12 +2,10 @@ package testenv
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"syscall"
 	"time"
 
@@ -20,7 +18,7 @@ const capiManagerEnv = "ELEMENTAL_CAPI_MANAGER"
 // embeds), built by scripts/testenv.
 type CAPIManager struct {
 	cmd  *exec.Cmd
-	out  *lockedBuffer
+	out  *SyncBuffer
 	done chan struct{}
 	dir  string
 }
@@ -40,7 +38,7 @@ func StartCAPIManager(cfg *rest.Config) (*CAPIManager, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &CAPIManager{out: &lockedBuffer{}, done: make(chan struct{}), dir: dir}
+	m := &CAPIManager{out: &SyncBuffer{}, done: make(chan struct{}), dir: dir}
 	if err := WriteKubeconfig(cfg, filepath.Join(dir, "kubeconfig")); err != nil {
 		return nil, err
 	}
@@ -64,19 +62,19 @@ func StartCAPIManager(cfg *rest.Config) (*CAPIManager, error) {
 	if err := os.WriteFile(filepath.Join(certDir, "tls.key"), keyPEM, 0o600); err != nil {
 		return nil, err
 	}
-	health, err := freeLoopbackPort()
+	health, err := FreeAddr()
 	if err != nil {
 		return nil, err
 	}
-	diag, err := freeLoopbackPort()
+	diag, err := FreeAddr()
 	if err != nil {
 		return nil, err
 	}
 	m.cmd = exec.Command(bin,
 		"--kubeconfig="+filepath.Join(dir, "kubeconfig"),
 		"--webhook-cert-dir="+certDir, "--webhook-port=9443",
-		"--health-addr=127.0.0.1:"+strconv.Itoa(health),
-		"--diagnostics-address=127.0.0.1:"+strconv.Itoa(diag), "--insecure-diagnostics",
+		"--health-addr="+health,
+		"--diagnostics-address="+diag, "--insecure-diagnostics",
 		"--leader-elect=false",
 		// Fast resyncs: the tests wait on the manager, not on a timer.
 		"--sync-period=30s",
@@ -88,12 +86,12 @@ func StartCAPIManager(cfg *rest.Config) (*CAPIManager, error) {
 	}
 	go func() { _ = m.cmd.Wait(); close(m.done) }()
 
-	url := fmt.Sprintf("http://127.0.0.1:%d/readyz", health)
+	url := "http://" + health + "/readyz"
 	deadline := time.Now().Add(2 * time.Minute)
 	for time.Now().Before(deadline) {
 		select {
 		case <-m.done:
-			return nil, fmt.Errorf("the Cluster API manager exited:\n%s", tail(m.out.String(), 4000))
+			return nil, fmt.Errorf("the Cluster API manager exited:\n%s", Tail(m.out.String(), 4000))
 		default:
 		}
 		if resp, err := http.Get(url); err == nil {
@@ -105,7 +103,7 @@ func StartCAPIManager(cfg *rest.Config) (*CAPIManager, error) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	m.Stop()
-	return nil, fmt.Errorf("the Cluster API manager was not ready within 2m:\n%s", tail(m.out.String(), 4000))
+	return nil, fmt.Errorf("the Cluster API manager was not ready within 2m:\n%s", Tail(m.out.String(), 4000))
 }
 
 // Output is what the manager logged so far.
@@ -119,20 +117,4 @@ func (m *CAPIManager) Stop() {
 	case <-time.After(10 * time.Second):
 	}
 	_ = os.RemoveAll(m.dir)
-}
-
-func freeLoopbackPort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-func tail(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return "…" + s[len(s)-n:]
 }

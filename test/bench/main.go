@@ -12,7 +12,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -321,17 +320,13 @@ type operatorProcess struct {
 }
 
 func startOperator(binary, kubeconfig, ns string) (*operatorProcess, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	health, err := testenv.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
-	health := l.Addr().String()
-	l.Close()
-	if l, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+	if metricsAddr, err = testenv.FreeAddr(); err != nil {
 		return nil, err
 	}
-	metricsAddr = l.Addr().String()
-	l.Close()
 	cmd := exec.Command(binary, "--kubeconfig", kubeconfig, "--namespace", ns, "--health-addr", health,
 		"--metrics-addr", metricsAddr, "--registration-addr", "", "--install-crds=false", "--create-namespace=false", "--profiling", "--debug",
 		// The stopped operator released the lease: a new one takes it at once,

@@ -312,7 +312,7 @@ func registerHost(t *testing.T, url, mac string) *host {
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("agent of %s:\n%s", mac, tail(a.Output(), 3000))
+			t.Logf("agent of %s:\n%s", mac, testenv.Tail(a.Output(), 3000))
 		}
 		a.Stop()
 	})

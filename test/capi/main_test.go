@@ -7,7 +7,6 @@ package capi
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"testing"
 
@@ -58,12 +57,10 @@ func run(m *testing.M) int {
 
 	// The registration server's port is chosen first so the front door
 	// (server-url) can point at it before the operator starts.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	regAddr, err := testenv.FreeAddr()
 	if err != nil {
 		return fail(err)
 	}
-	regAddr := l.Addr().String()
-	_ = l.Close()
 	if frontDoor, err = testenv.StartRancherFrontDoor(env.Config, "https://"+regAddr); err != nil {
 		return fail(err)
 	}
@@ -92,14 +89,7 @@ func run(m *testing.M) int {
 	defer capi.Stop()
 	code := m.Run()
 	if code != 0 {
-		fmt.Fprintf(os.Stderr, "Cluster API manager log (tail):\n%s\n", tail(capi.Output(), 6000))
+		fmt.Fprintf(os.Stderr, "Cluster API manager log (tail):\n%s\n", testenv.Tail(capi.Output(), 6000))
 	}
 	return code
-}
-
-func tail(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[len(s)-n:]
 }
