@@ -42,3 +42,25 @@ func Tail(s string, n int) string {
 	}
 	return "…" + s[len(s)-n:]
 }
+
+// Parallel runs fn(i) for i in [0,n) with at most limit at once and returns
+// the first error (after all have finished).
+func Parallel(n, limit int, fn func(i int) error) error {
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	sem := make(chan struct{}, limit)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(i int) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := fn(i); err != nil {
+				errs <- err
+			}
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}

@@ -107,7 +107,7 @@ func run(nInv, nSel int) error {
 		return err
 	}
 	fmt.Printf("creating %d inventories (as the registration server would) and waiting for their agents' ack\n", nInv)
-	if err := parallel(nInv, func(i int) error {
+	if err := testenv.Parallel(nInv, 32, func(i int) error {
 		_, err := inventories.Create(&elementalv1.MachineInventory{ObjectMeta: metav1.ObjectMeta{
 			Namespace: ns, Name: fmt.Sprintf("host-%05d", i), Labels: map[string]string{"element": "fire", "rack": strconv.Itoa(i % 10)},
 			Finalizers: []string{elementalv1.MachineInventoryFinalizer},
@@ -134,7 +134,7 @@ func run(nInv, nSel int) error {
 	op.stop()
 
 	fmt.Printf("creating %d Machines + bootstrap Secrets + selectors with the operator stopped\n", nSel)
-	if err := parallel(nSel, func(i int) error {
+	if err := testenv.Parallel(nSel, 32, func(i int) error {
 		_, err := rancher.CreateMachine(ctx, ns, fmt.Sprintf("m-%05d", i), testenv.MachineOptions{
 			Selector: elementalv1.LabelSelector{MatchLabels: map[string]string{"element": "fire"}},
 			Script:   "#!/bin/sh\necho bootstrap\n",
@@ -407,26 +407,6 @@ func controlPlaneCPU() (apiserver, etcd time.Duration) {
 		}
 	}
 	return apiserver, etcd
-}
-
-func parallel(n int, fn func(i int) error) error {
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	sem := make(chan struct{}, 32)
-	for i := 0; i < n; i++ {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func(i int) {
-			defer wg.Done()
-			defer func() { <-sem }()
-			if err := fn(i); err != nil {
-				errs <- err
-			}
-		}(i)
-	}
-	wg.Wait()
-	close(errs)
-	return <-errs
 }
 
 func waitFor(timeout time.Duration, check func() (bool, string)) error {

@@ -144,52 +144,24 @@ func namespace(t *testing.T) string {
 
 func createInventories(t *testing.T, ns string, n int) {
 	t.Helper()
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	sem := make(chan struct{}, 16)
-	for i := 0; i < n; i++ {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func(i int) {
-			defer wg.Done()
-			defer func() { <-sem }()
-			_, err := inventories.Create(&elementalv1.MachineInventory{ObjectMeta: metav1.ObjectMeta{
-				Namespace: ns, Name: fmt.Sprintf("host-%04d", i), Labels: map[string]string{"element": "fire"},
-				Finalizers: []string{elementalv1.MachineInventoryFinalizer},
-			}})
-			errs <- err
-		}(i)
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		require.NoError(t, err)
-	}
+	require.NoError(t, testenv.Parallel(n, 16, func(i int) error {
+		_, err := inventories.Create(&elementalv1.MachineInventory{ObjectMeta: metav1.ObjectMeta{
+			Namespace: ns, Name: fmt.Sprintf("host-%04d", i), Labels: map[string]string{"element": "fire"},
+			Finalizers: []string{elementalv1.MachineInventoryFinalizer},
+		}})
+		return err
+	}))
 }
 
 func createMachines(t *testing.T, ns string, from, n int) {
 	t.Helper()
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	sem := make(chan struct{}, 16)
-	for i := from; i < from+n; i++ {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func(i int) {
-			defer wg.Done()
-			defer func() { <-sem }()
-			_, err := rancher.CreateMachine(context.Background(), ns, fmt.Sprintf("m-%04d", i), testenv.MachineOptions{
-				Selector: elementalv1.LabelSelector{MatchLabels: map[string]string{"element": "fire"}},
-				Script:   "#!/bin/sh\necho bootstrap\n",
-			})
-			errs <- err
-		}(i)
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		require.NoError(t, err)
-	}
+	require.NoError(t, testenv.Parallel(n, 16, func(i int) error {
+		_, err := rancher.CreateMachine(context.Background(), ns, fmt.Sprintf("m-%04d", from+i), testenv.MachineOptions{
+			Selector: elementalv1.LabelSelector{MatchLabels: map[string]string{"element": "fire"}},
+			Script:   "#!/bin/sh\necho bootstrap\n",
+		})
+		return err
+	}))
 }
 
 // state is a consistent read of who holds what.
