@@ -29,9 +29,16 @@ func RunOperator(cfg *rest.Config, mutate func(*operator.Config)) (stop func() e
 	}
 }
 
-// Eventually polls check until it returns nil, failing the test with the
-// last error after timeout.
+// Eventually polls check every 50ms until it returns nil, failing the test
+// with the last error after timeout.
 func Eventually(t testing.TB, timeout time.Duration, check func() error) {
+	t.Helper()
+	EventuallyEvery(t, timeout, 50*time.Millisecond, check)
+}
+
+// EventuallyEvery is Eventually with its own interval, for checks that are
+// expensive themselves (listing every object of a large test).
+func EventuallyEvery(t testing.TB, timeout, interval time.Duration, check func() error) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	var err error
@@ -39,7 +46,7 @@ func Eventually(t testing.TB, timeout time.Duration, check func() error) {
 		if err = check(); err == nil {
 			return
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(interval)
 	}
 	t.Fatalf("condition not met within %s: %v", timeout, err)
 }

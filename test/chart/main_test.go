@@ -166,15 +166,8 @@ func (r *rendered) find(kind, name string) *unstructured.Unstructured {
 	return nil
 }
 
+// eventually polls at its own pace: each check lists many objects.
 func eventually(t *testing.T, timeout time.Duration, check func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = check(); err == nil {
-			return
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	t.Fatalf("condition not met within %s: %v", timeout, err)
+	testenv.EventuallyEvery(t, timeout, 200*time.Millisecond, check)
 }

@@ -227,15 +227,8 @@ func watchInvariants(t *testing.T, ns string) (stop func()) {
 	return func() { cancel(); <-done }
 }
 
+// eventually polls at its own pace: each check lists many objects.
 func eventually(t *testing.T, timeout time.Duration, check func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = check(); err == nil {
-			return
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
-	t.Fatalf("condition not met within %s: %v", timeout, err)
+	testenv.EventuallyEvery(t, timeout, 250*time.Millisecond, check)
 }
