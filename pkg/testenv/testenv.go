@@ -43,6 +43,31 @@ const (
 type Options struct {
 	// NoElementalCRDs leaves our CRDs out, to test that the operator installs them.
 	NoElementalCRDs bool
+	// NoRancherCRDs leaves Rancher's management.cattle.io kinds out: a cluster
+	// without Rancher.
+	NoRancherCRDs bool
+}
+
+// rancherCRDs are the minimal management.cattle.io kinds a Rancher cluster
+// serves that the operator, the chart and the simulated Rancher use.
+func rancherCRDs() ([]*apiextv1.CustomResourceDefinition, error) {
+	files, err := externalCRDs.ReadDir("crds")
+	if err != nil {
+		return nil, err
+	}
+	var out []*apiextv1.CustomResourceDefinition
+	for _, f := range files {
+		data, err := externalCRDs.ReadFile("crds/" + f.Name())
+		if err != nil {
+			return nil, err
+		}
+		objs, err := crds.Decode(data)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", f.Name(), err)
+		}
+		out = append(out, objs...)
+	}
+	return out, nil
 }
 
 // Env is a running control plane.
@@ -72,15 +97,13 @@ func Start(opts Options) (*Env, error) {
 		}
 		install = append(install, ours...)
 	}
-	settings, err := externalCRDs.ReadFile("crds/management.cattle.io_settings.yaml")
-	if err != nil {
-		return nil, err
+	if !opts.NoRancherCRDs {
+		rancher, err := rancherCRDs()
+		if err != nil {
+			return nil, err
+		}
+		install = append(install, rancher...)
 	}
-	settingCRDs, err := crds.Decode(settings)
-	if err != nil {
-		return nil, err
-	}
-	install = append(install, settingCRDs...)
 
 	env := &envtest.Environment{
 		BinaryAssetsDirectory:    binDir,
