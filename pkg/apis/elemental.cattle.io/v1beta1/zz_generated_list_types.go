@@ -80,3 +80,20 @@ func NewMachineRegistration(namespace, name string, obj MachineRegistration) *Ma
 	obj.Namespace = namespace
 	return &obj
 }
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// MetadataList is a list of Metadata resources
+type MetadataList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata"`
+
+	Items []Metadata `json:"items"`
+}
+
+func NewMetadata(namespace, name string, obj Metadata) *Metadata {
+	obj.APIVersion, obj.Kind = SchemeGroupVersion.WithKind("Metadata").ToAPIVersionAndKind()
+	obj.Name = name
+	obj.Namespace = namespace
+	return &obj
+}

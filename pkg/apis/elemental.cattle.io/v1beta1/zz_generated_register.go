@@ -21,6 +21,7 @@ var (
 	MachineInventorySelectorResourceName         = "machineinventoryselectors"
 	MachineInventorySelectorTemplateResourceName = "machineinventoryselectortemplates"
 	MachineRegistrationResourceName              = "machineregistrations"
+	MetadataResourceName                         = "metadatas"
 )
 
 // SchemeGroupVersion is group version used to register these objects
@@ -52,6 +53,8 @@ func addKnownTypes(scheme *runtime.Scheme) error {
 		&MachineInventorySelectorTemplateList{},
 		&MachineRegistration{},
 		&MachineRegistrationList{},
+		&Metadata{},
+		&MetadataList{},
 	)
 	metav1.AddToGroupVersion(scheme, SchemeGroupVersion)
 	return nil

@@ -17,7 +17,9 @@ import (
 )
 
 var (
-	SettingResourceName = "settings"
+	APIServiceResourceName = "apiservices"
+	GlobalRoleResourceName = "globalroles"
+	SettingResourceName    = "settings"
 )
 
 // SchemeGroupVersion is group version used to register these objects
@@ -41,6 +43,10 @@ var (
 // Adds the list of known types to Scheme.
 func addKnownTypes(scheme *runtime.Scheme) error {
 	scheme.AddKnownTypes(SchemeGroupVersion,
+		&APIService{},
+		&APIServiceList{},
+		&GlobalRole{},
+		&GlobalRoleList{},
 		&Setting{},
 		&SettingList{},
 	)

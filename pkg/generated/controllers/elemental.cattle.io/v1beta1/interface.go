@@ -24,6 +24,7 @@ type Interface interface {
 	MachineInventorySelector() MachineInventorySelectorController
 	MachineInventorySelectorTemplate() MachineInventorySelectorTemplateController
 	MachineRegistration() MachineRegistrationController
+	Metadata() MetadataController
 }
 
 func New(controllerFactory controller.SharedControllerFactory) Interface {
@@ -50,4 +51,8 @@ func (v *version) MachineInventorySelectorTemplate() MachineInventorySelectorTem
 
 func (v *version) MachineRegistration() MachineRegistrationController {
 	return generic.NewController[*v1beta1.MachineRegistration, *v1beta1.MachineRegistrationList](schema.GroupVersionKind{Group: "elemental.cattle.io", Version: "v1beta1", Kind: "MachineRegistration"}, "machineregistrations", true, v.controllerFactory)
+}
+
+func (v *version) Metadata() MetadataController {
+	return generic.NewController[*v1beta1.Metadata, *v1beta1.MetadataList](schema.GroupVersionKind{Group: "elemental.cattle.io", Version: "v1beta1", Kind: "Metadata"}, "metadatas", true, v.controllerFactory)
 }

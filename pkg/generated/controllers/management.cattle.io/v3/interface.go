@@ -20,6 +20,8 @@ func init() {
 }
 
 type Interface interface {
+	APIService() APIServiceController
+	GlobalRole() GlobalRoleController
 	Setting() SettingController
 }
 
@@ -31,6 +33,14 @@ func New(controllerFactory controller.SharedControllerFactory) Interface {
 
 type version struct {
 	controllerFactory controller.SharedControllerFactory
+}
+
+func (v *version) APIService() APIServiceController {
+	return generic.NewNonNamespacedController[*v3.APIService, *v3.APIServiceList](schema.GroupVersionKind{Group: "management.cattle.io", Version: "v3", Kind: "APIService"}, "apiservices", v.controllerFactory)
+}
+
+func (v *version) GlobalRole() GlobalRoleController {
+	return generic.NewNonNamespacedController[*v3.GlobalRole, *v3.GlobalRoleList](schema.GroupVersionKind{Group: "management.cattle.io", Version: "v3", Kind: "GlobalRole"}, "globalroles", v.controllerFactory)
 }
 
 func (v *version) Setting() SettingController {
