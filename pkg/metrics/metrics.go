@@ -49,6 +49,8 @@ func Register(version string) {
 			AdoptionSeconds,
 			Plans,
 			ReconcileErrors,
+			TunnelConnected,
+			TunnelConnects,
 			inventoryCollector{},
 		)
 		lassometrics.MustRegisterWithWorkqueue(Registry)
@@ -93,6 +95,19 @@ var (
 		Namespace: namespace, Name: "reconcile_errors_total",
 		Help: "Reconcile errors by controller; each is retried.",
 	}, []string{"controller"})
+
+	// TunnelConnected is 1 while this replica holds a session on Rancher's
+	// APIService tunnel (rancher mode), 0 otherwise.
+	TunnelConnected = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "rancher_tunnel_connected",
+		Help: "1 while this replica's tunnel to Rancher (APIService /v3/connect) is connected.",
+	})
+
+	// TunnelConnects counts tunnel dial attempts by result (connected, failed).
+	TunnelConnects = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "rancher_tunnel_dials_total",
+		Help: "Dials of Rancher's APIService tunnel by result (connected, failed).",
+	}, []string{"result"})
 
 	inventoriesDesc = prometheus.NewDesc(namespace+"_inventories",
 		"MachineInventories by namespace and state (free, claimed, other), from the operator's cache.",
