@@ -56,6 +56,7 @@ func run(ctx context.Context, hold bool) error {
 	cfg.MetricsAddr, cfg.HealthAddr, cfg.RegistrationAddr = "127.0.0.1:18080", "127.0.0.1:19440", "127.0.0.1:18443"
 	// The simulated Rancher has no server-url Setting: point hosts at the
 	// embedded registration server directly.
+	cfg.RegistrationMode = "direct"
 	cfg.ServerURL = "https://127.0.0.1:18443"
 	opCtx, cancelOp := context.WithCancel(ctx)
 	defer cancelOp()

@@ -35,6 +35,7 @@ import (
 	"github.com/elemental-operator/elemental-operator/pkg/controllers/machineinventoryselector"
 	"github.com/elemental-operator/elemental-operator/pkg/controllers/machineinventoryselectortemplate"
 	"github.com/elemental-operator/elemental-operator/pkg/controllers/machineregistration"
+	"github.com/elemental-operator/elemental-operator/pkg/endpoints"
 	capictl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/cluster.x-k8s.io"
 	capiv1beta2ctl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/cluster.x-k8s.io/v1beta2"
 	elementalctl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/elemental.cattle.io"
@@ -146,8 +147,8 @@ func NewAppContext(cfg *rest.Config, namespace string) (*AppContext, error) {
 
 // Options are the knobs handlers need from the command line.
 type Options struct {
-	// ServerURL overrides the Rancher server-url Setting when non-empty.
-	ServerURL string
+	// Endpoints is the resolved registration mode and the command-line URLs.
+	Endpoints endpoints.Static
 	// ResetTimeout bounds the wait for a host to apply its reset plan.
 	ResetTimeout time.Duration
 }
@@ -164,7 +165,7 @@ func Register(ctx context.Context, app *AppContext, opts Options) error {
 	machineinventory.Register(ctx, app.Elemental.MachineInventory(), app.Elemental.MachineInventorySelector(),
 		app.Core.Secret(), app.K8s, app.Recorder, machineinventory.Options{ResetTimeout: opts.ResetTimeout})
 	if err := machineregistration.Register(ctx, app.Elemental.MachineRegistration(), app.Management.Setting(), app.K8s.Discovery(),
-		app.Recorder, machineregistration.Options{ServerURL: opts.ServerURL}); err != nil {
+		app.Recorder, machineregistration.Options{Endpoints: opts.Endpoints}); err != nil {
 		return err
 	}
 	machineinventoryselectortemplate.Register(ctx, app.Elemental.MachineInventorySelectorTemplate(), app.Elemental.MachineInventory())

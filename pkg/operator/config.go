@@ -8,6 +8,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/elemental-operator/elemental-operator/pkg/endpoints"
 )
 
 // EnvPrefix prefixes the environment variable of every flag:
@@ -25,10 +27,18 @@ type Config struct {
 	MetricsAddr      string
 	HealthAddr       string
 	RegistrationAddr string
-	ServerURL        string
-	Debug            bool
-	Profiling        bool
-	ResetTimeout     time.Duration
+	// RegistrationMode is auto, rancher, direct or both (see pkg/endpoints).
+	RegistrationMode string
+	// APIServiceSecret is the Secret Rancher fills for our APIService.
+	APIServiceSecret string
+	RegistrationURL  string
+	AgentURL         string
+	AgentCAFile      string
+	// ServerURL is deprecated: it stands in for RegistrationURL and AgentURL.
+	ServerURL    string
+	Debug        bool
+	Profiling    bool
+	ResetTimeout time.Duration
 
 	RegistrationTLSSecret   string
 	RegistrationMaxInFlight int
@@ -50,6 +60,8 @@ func DefaultConfig() Config {
 		MetricsAddr:      ":8080",
 		HealthAddr:       ":9440",
 		RegistrationAddr: ":8443",
+		RegistrationMode: "auto",
+		APIServiceSecret: "elemental-operator",
 		ResetTimeout:     30 * time.Minute,
 
 		RegistrationMaxInFlight: 64,
@@ -83,7 +95,12 @@ func (c *Config) BindFlags(fs *flag.FlagSet) {
 	str(&c.RegistrationTLSSecret, "registration-tls-secret", "kubernetes.io/tls Secret in --namespace for the registration server (ca.crt optional); empty generates one")
 	fs.IntVar(&c.RegistrationMaxInFlight, "registration-max-in-flight", c.RegistrationMaxInFlight, "concurrent registrations before answering 503 busy [$"+EnvName("registration-max-in-flight")+"]")
 	dur(&c.AgentTokenTTL, "agent-token-ttl", "requested lifetime of per-inventory agent tokens (hosts cannot refresh them)")
-	str(&c.ServerURL, "server-url", "base URL of registration and agent endpoints; overrides the Rancher server-url Setting")
+	str(&c.RegistrationMode, "registration-mode", "how hosts reach registration: rancher (through Rancher's URL, APIService tunnel), direct (our own HTTPS listener), both, or auto (rancher when Rancher's APIService kind is served)")
+	str(&c.APIServiceSecret, "apiservice-secret", "Secret in --namespace that Rancher fills for our APIService (rancher mode)")
+	str(&c.RegistrationURL, "registration-url", "base URL hosts are given in direct mode (https://host[:port]); rancher mode uses Rancher's server-url Setting")
+	str(&c.AgentURL, "agent-url", "agent (Kubernetes API) URL for clusters without Rancher; with Rancher it is always <server-url>/k8s/clusters/local")
+	str(&c.AgentCAFile, "agent-ca-file", "PEM file with the CA of --agent-url (clusters without Rancher); empty: system trust")
+	str(&c.ServerURL, "server-url", "deprecated: sets --registration-url and --agent-url=<url>/k8s/clusters/local when those are empty")
 	boolean(&c.Debug, "debug", "debug logging")
 	boolean(&c.Profiling, "profiling", "serve Go pprof profiles under /debug/pprof/ on the metrics address")
 	dur(&c.ResetTimeout, "reset-timeout", "how long a deleting, resettable inventory waits for its host to apply the reset plan")
@@ -116,6 +133,12 @@ func (c *Config) Validate() error {
 	if c.Namespace == "" {
 		return fmt.Errorf("--namespace must not be empty")
 	}
+	if _, err := endpoints.ParseMode(c.RegistrationMode); err != nil {
+		return fmt.Errorf("--registration-mode: %w", err)
+	}
+	if c.APIServiceSecret == "" {
+		return fmt.Errorf("--apiservice-secret must not be empty")
+	}
 	if c.Workers < 1 {
 		return fmt.Errorf("--workers must be at least 1, got %d", c.Workers)
 	}
@@ -123,4 +146,26 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("leader election needs lease-duration > renew-deadline > retry-period > 0")
 	}
 	return nil
+}
+
+// StaticEndpoints is the command-line part of what hosts are given, with
+// mode already resolved. The deprecated --server-url fills what is unset.
+func (c *Config) StaticEndpoints(mode endpoints.Mode) (endpoints.Static, error) {
+	st := endpoints.Static{Mode: mode, RegistrationURL: c.RegistrationURL, AgentURL: c.AgentURL}
+	if base := strings.TrimRight(c.ServerURL, "/"); base != "" {
+		if st.RegistrationURL == "" {
+			st.RegistrationURL = base
+		}
+		if st.AgentURL == "" {
+			st.AgentURL = base + endpoints.AgentPath
+		}
+	}
+	if c.AgentCAFile != "" {
+		ca, err := os.ReadFile(c.AgentCAFile)
+		if err != nil {
+			return st, fmt.Errorf("--agent-ca-file: %w", err)
+		}
+		st.AgentCA = string(ca)
+	}
+	return st, nil
 }

@@ -22,7 +22,6 @@ import (
 	"github.com/elemental-operator/elemental-operator/pkg/crds"
 	"github.com/elemental-operator/elemental-operator/pkg/leader"
 	"github.com/elemental-operator/elemental-operator/pkg/metrics"
-	"github.com/elemental-operator/elemental-operator/pkg/server"
 )
 
 // LeaseName is the Lease every replica competes for.
@@ -54,7 +53,8 @@ func RunWithConfig(parent context.Context, cfg Config, restCfg *rest.Config, ver
 
 	metrics.Register(version)
 	var ready atomic.Bool
-	servers, err := startServers(cfg, &ready)
+	health := &healthChecks{ready: &ready}
+	servers, err := startServers(cfg, health)
 	if err != nil {
 		return err
 	}
@@ -78,27 +78,20 @@ func RunWithConfig(parent context.Context, cfg Config, restCfg *rest.Config, ver
 		}
 	}
 
+	static, err := resolveEndpoints(cfg, k8s)
+	if err != nil {
+		return err
+	}
 	// The registration server runs on every replica, outside leader election.
-	if cfg.RegistrationAddr != "" {
-		reg, err := server.Start(ctx, restCfg, server.Options{
-			Addr:          cfg.RegistrationAddr,
-			Namespace:     cfg.Namespace,
-			TLSSecret:     cfg.RegistrationTLSSecret,
-			ServerURL:     cfg.ServerURL,
-			MaxInFlight:   cfg.RegistrationMaxInFlight,
-			AgentTokenTTL: cfg.AgentTokenTTL,
-		})
-		if err != nil {
-			return err
-		}
-		defer reg.Stop()
+	if err := startRegistration(ctx, cfg, restCfg, k8s, static, health); err != nil {
+		return err
 	}
 
 	app, err := controllers.NewAppContext(restCfg, cfg.Namespace)
 	if err != nil {
 		return err
 	}
-	if err := controllers.Register(ctx, app, controllers.Options{ServerURL: cfg.ServerURL, ResetTimeout: cfg.ResetTimeout}); err != nil {
+	if err := controllers.Register(ctx, app, controllers.Options{Endpoints: static, ResetTimeout: cfg.ResetTimeout}); err != nil {
 		return fmt.Errorf("registering controllers: %w", err)
 	}
 	ready.Store(true)
@@ -168,7 +161,7 @@ func ensureNamespace(ctx context.Context, k8s kubernetes.Interface, name string)
 	}
 }
 
-func startServers(cfg Config, ready *atomic.Bool) ([]*http.Server, error) {
+func startServers(cfg Config, health *healthChecks) ([]*http.Server, error) {
 	var servers []*http.Server
 	serve := func(addr string, h http.Handler) error {
 		if addr == "" {
@@ -189,16 +182,7 @@ func startServers(cfg Config, ready *atomic.Bool) ([]*http.Server, error) {
 		return nil
 	}
 
-	health := http.NewServeMux()
-	health.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
-	health.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !ready.Load() {
-			http.Error(w, "starting", http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write([]byte("ok"))
-	})
-	if err := serve(cfg.HealthAddr, health); err != nil {
+	if err := serve(cfg.HealthAddr, health.mux()); err != nil {
 		return nil, err
 	}
 	metricsMux := http.NewServeMux()

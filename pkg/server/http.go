@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/elemental-operator/elemental-operator/pkg/metrics"
 	"net/http"
 	"strings"
 	"time"
@@ -17,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
+	"github.com/elemental-operator/elemental-operator/pkg/metrics"
 	"github.com/elemental-operator/elemental-operator/pkg/register/protocol"
 )
 
@@ -145,7 +145,7 @@ func (s *Server) registrationBlock(mr *elementalv1.MachineRegistration) protocol
 	reg := mr.Spec.Config.Elemental.Registration
 	return protocol.Registration{
 		URL:             mr.Status.RegistrationURL,
-		CACert:          caBundle(string(s.tls.caPEM), s.settings.RancherCA()),
+		CACert:          s.endpoints().HostCA(),
 		EmulateTPM:      reg.EmulateTPM,
 		EmulatedTPMSeed: reg.EmulatedTPMSeed,
 		NoSMBIOS:        reg.NoSMBIOS,
@@ -217,26 +217,4 @@ func registrationAuth(mr *elementalv1.MachineRegistration) string {
 		return a
 	}
 	return "tpm"
-}
-
-// caBundle concatenates PEM bundles, dropping duplicate certificates.
-func caBundle(bundles ...string) string {
-	seen := map[string]bool{}
-	var out strings.Builder
-	for _, b := range bundles {
-		rest := []byte(b)
-		for {
-			block, r := pemDecode(rest)
-			if block == nil {
-				break
-			}
-			rest = r
-			if seen[string(block)] {
-				continue
-			}
-			seen[string(block)] = true
-			out.Write(block)
-		}
-	}
-	return out.String()
 }

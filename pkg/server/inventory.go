@@ -17,9 +17,9 @@ import (
 
 	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
 	"github.com/elemental-operator/elemental-operator/pkg/credentials"
+	"github.com/elemental-operator/elemental-operator/pkg/endpoints"
 	"github.com/elemental-operator/elemental-operator/pkg/plans"
 	"github.com/elemental-operator/elemental-operator/pkg/register/protocol"
-	"github.com/elemental-operator/elemental-operator/pkg/register/settings"
 )
 
 // existing is the host's inventory in namespace (nil if none). A deleting
@@ -50,9 +50,9 @@ func (s *Server) commit(c *conversation) (*protocol.Config, error) {
 	defer cancel()
 	mr := c.mr
 
-	base := s.settings.BaseURL(s.opts.ServerURL)
-	if base == "" {
-		return nil, &replyError{"server-url is not set"}
+	ep := s.endpoints()
+	if ep.AgentURL == "" {
+		return nil, &replyError{ep.AgentProblem}
 	}
 	existing, err := s.existing(mr.Namespace, c.id)
 	if err != nil {
@@ -95,7 +95,7 @@ func (s *Server) commit(c *conversation) (*protocol.Config, error) {
 		s.recorder.Eventf(mi, corev1.EventTypeNormal, "Registered", "host %s registered through %s", c.remote, mr.Name)
 		metrics.Registrations.WithLabelValues(registrationAuth(mr), "registered").Inc()
 	}
-	return s.configReply(mr, mi, base, token)
+	return s.configReply(mr, mi, ep, token)
 }
 
 func (s *Server) createInventory(ctx context.Context, mr *elementalv1.MachineRegistration, id identity,
@@ -243,7 +243,7 @@ func (s *Server) ensurePlanSecret(ctx context.Context, mi *elementalv1.MachineIn
 }
 
 // configReply builds the Config payload (§7.9).
-func (s *Server) configReply(mr *elementalv1.MachineRegistration, mi *elementalv1.MachineInventory, base, token string) (*protocol.Config, error) {
+func (s *Server) configReply(mr *elementalv1.MachineRegistration, mi *elementalv1.MachineInventory, ep endpoints.Endpoints, token string) (*protocol.Config, error) {
 	cc, err := protocol.CloudConfig(mr.Spec.Config.CloudConfig)
 	if err != nil {
 		return nil, &replyError{"spec.config.cloud-config cannot be encoded"}
@@ -255,10 +255,8 @@ func (s *Server) configReply(mr *elementalv1.MachineRegistration, mi *elementalv
 			Reset:        mr.Spec.Config.Elemental.Reset,
 			Registration: reg,
 			SystemAgent: protocol.SystemAgent{
-				// Strict only with a CA to verify against: otherwise the
-				// agent exits at start-up (crds.md §6 item 13).
-				StrictTLSMode:   s.settings.Value(settings.AgentTLSMode) != "system-store" && reg.CACert != "",
-				URL:             base + "/k8s/clusters/local",
+				StrictTLSMode:   ep.StrictTLS,
+				URL:             ep.AgentURL,
 				Token:           token,
 				SecretName:      mi.Name,
 				SecretNamespace: mi.Namespace,

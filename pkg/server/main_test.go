@@ -15,6 +15,7 @@ import (
 
 	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
 	mgmtv3 "github.com/elemental-operator/elemental-operator/pkg/apis/management.cattle.io/v3"
+	"github.com/elemental-operator/elemental-operator/pkg/endpoints"
 	elementalctl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/elemental.cattle.io"
 	elementalv1ctl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/elemental.cattle.io/v1beta1"
 	mgmtctl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/management.cattle.io"
@@ -62,13 +63,19 @@ func run(m *testing.M) int {
 	// The server on its own (every replica runs one), its writes counted.
 	srvCfg, counter := testenv.CountWrites(env.Config)
 	writes = counter
-	srv, err = server.Start(ctx, srvCfg, server.Options{Addr: "127.0.0.1:0", Namespace: ns, MessageTimeout: messageTimeout})
+	addr, err := testenv.FreeAddr()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	baseURL = "https://" + addr
+	srv, err = server.Start(ctx, srvCfg, server.Options{Addr: addr, Namespace: ns, MessageTimeout: messageTimeout,
+		Endpoints: endpoints.Static{Mode: endpoints.Direct, RegistrationURL: baseURL}})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "registration server:", err)
 		return 1
 	}
 	defer srv.Stop()
-	baseURL = "https://" + srv.Addr()
 	mf, err := mgmtctl.NewFactoryFromConfig(env.Config)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -25,6 +25,7 @@ import (
 	"k8s.io/client-go/tools/record"
 
 	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
+	"github.com/elemental-operator/elemental-operator/pkg/endpoints"
 	elementalctl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/elemental.cattle.io"
 	elementalv1ctl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/elemental.cattle.io/v1beta1"
 	mgmtctl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/management.cattle.io"
@@ -42,15 +43,17 @@ const (
 
 // Options configure the server.
 type Options struct {
-	// Addr is the listen address.
+	// Endpoints is the resolved registration mode and the URLs given on the
+	// command line; with a mode that has no listener, Addr and TLSSecret are
+	// unused and the server is only a handler (served through the tunnel).
+	Endpoints endpoints.Static
+	// Addr is the direct-mode listen address.
 	Addr string
 	// Namespace is the operator's namespace, home of the generated TLS Secret.
 	Namespace string
 	// TLSSecret names a kubernetes.io/tls Secret in Namespace to serve with;
 	// empty generates a CA and serving certificate shared by all replicas.
 	TLSSecret string
-	// ServerURL overrides the Rancher server-url Setting.
-	ServerURL string
 	// MaxInFlight bounds concurrent conversations.
 	MaxInFlight int
 	// AgentTokenTTL is the requested lifetime of agent tokens.
@@ -89,6 +92,15 @@ type Server struct {
 	tls           *tlsMaterial
 	http          *http.Server
 	listener      net.Listener
+}
+
+// endpoints is what hosts are given now (Settings are read from the cache).
+func (s *Server) endpoints() endpoints.Endpoints {
+	var directCA string
+	if s.tls != nil {
+		directCA = string(s.tls.caPEM)
+	}
+	return endpoints.Resolve(s.opts.Endpoints, endpoints.FromReader(s.settings), directCA)
 }
 
 // Start builds the caches (its own, independent of leader election), waits
@@ -168,7 +180,11 @@ func Start(ctx context.Context, cfg *rest.Config, opts Options) (*Server, error)
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: k8s.CoreV1().Events("")})
 	s.recorder = broadcaster.NewRecorder(schemes.All, corev1.EventSource{Component: Component})
 
-	if s.tls, err = loadTLS(ctx, k8s, opts, s.settings.BaseURL(opts.ServerURL)); err != nil {
+	if !opts.Endpoints.Mode.Listener() {
+		logrus.WithField("mode", opts.Endpoints.Mode).Info("registration server has no listener of its own: it is served through Rancher's tunnel")
+		return s, nil
+	}
+	if s.tls, err = loadTLS(ctx, k8s, opts, opts.Endpoints.RegistrationURL); err != nil {
 		return nil, err
 	}
 	if s.listener, err = net.Listen("tcp", opts.Addr); err != nil {
@@ -184,14 +200,27 @@ func Start(ctx context.Context, cfg *rest.Config, opts Options) (*Server, error)
 	return s, nil
 }
 
-// Addr is the bound address (useful with port 0).
-func (s *Server) Addr() string { return s.listener.Addr().String() }
+// Addr is the bound address (useful with port 0); "" without a listener.
+func (s *Server) Addr() string {
+	if s.listener == nil {
+		return ""
+	}
+	return s.listener.Addr().String()
+}
 
-// CACert is the PEM CA of the serving certificate, as hosts receive it.
-func (s *Server) CACert() string { return string(s.tls.caPEM) }
+// CACert is the PEM CA of the direct listener's certificate; "" without one.
+func (s *Server) CACert() string {
+	if s.tls == nil {
+		return ""
+	}
+	return string(s.tls.caPEM)
+}
 
 // Stop closes the listener and waits briefly for conversations to end.
 func (s *Server) Stop() {
+	if s.http == nil {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = s.http.Shutdown(ctx)

@@ -328,7 +328,7 @@ func startOperator(binary, kubeconfig, ns string) (*operatorProcess, error) {
 		return nil, err
 	}
 	cmd := exec.Command(binary, "--kubeconfig", kubeconfig, "--namespace", ns, "--health-addr", health,
-		"--metrics-addr", metricsAddr, "--registration-addr", "", "--install-crds=false", "--create-namespace=false", "--profiling", "--debug",
+		"--metrics-addr", metricsAddr, "--registration-addr", "", "--registration-mode", "direct", "--install-crds=false", "--create-namespace=false", "--profiling", "--debug",
 		// The stopped operator released the lease: a new one takes it at once,
 		// and a loaded 2-core machine must not cost it the lease mid-run.
 		"--leader-elect-lease-duration", "15s", "--leader-elect-renew-deadline", "10s", "--leader-elect-retry-period", "500ms")

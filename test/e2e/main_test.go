@@ -89,7 +89,7 @@ func startOperator(t *testing.T, leaseNamespace string) *operatorProcess {
 	t.Helper()
 	p := &operatorProcess{out: &bytes.Buffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(binary, "--kubeconfig", kubeconfig, "--namespace", leaseNamespace,
-		"--health-addr", "", "--metrics-addr", "", "--registration-addr", "",
+		"--health-addr", "", "--metrics-addr", "", "--registration-addr", "", "--registration-mode", "direct",
 		"--leader-elect-lease-duration", "4s", "--leader-elect-renew-deadline", "3s", "--leader-elect-retry-period", "500ms")
 	p.cmd.Stdout, p.cmd.Stderr = p, p
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

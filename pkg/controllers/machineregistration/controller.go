@@ -15,6 +15,7 @@ import (
 
 	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
 	mgmtv3 "github.com/elemental-operator/elemental-operator/pkg/apis/management.cattle.io/v3"
+	"github.com/elemental-operator/elemental-operator/pkg/endpoints"
 	elementalctl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/elemental.cattle.io/v1beta1"
 	mgmtv3ctl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/management.cattle.io/v3"
 	"github.com/elemental-operator/elemental-operator/pkg/register/settings"
@@ -26,8 +27,8 @@ const TokenIndex = "elemental.cattle.io/machineregistration-token"
 
 // Options are the command-line knobs the controller needs.
 type Options struct {
-	// ServerURL overrides the Rancher server-url Setting as the base URL.
-	ServerURL string
+	// Endpoints is the resolved registration mode and the command-line URLs.
+	Endpoints endpoints.Static
 }
 
 type handler struct {
@@ -79,7 +80,7 @@ func Register(ctx context.Context, registrations elementalctl.MachineRegistratio
 // onSetting re-queues every registration when the base URL may have moved:
 // each one's registrationURL embeds it.
 func (h *handler) onSetting(_ string, s *mgmtv3.Setting) (*mgmtv3.Setting, error) {
-	if s == nil || s.Name != settings.ServerURL || h.opts.ServerURL != "" {
+	if s == nil || s.Name != settings.ServerURL {
 		return s, nil
 	}
 	h.enqueueAll(func(*elementalv1.MachineRegistration) bool { return true })

@@ -11,6 +11,7 @@ import (
 
 	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
 	"github.com/elemental-operator/elemental-operator/pkg/conditions"
+	"github.com/elemental-operator/elemental-operator/pkg/endpoints"
 )
 
 // OnChange computes token, URL and Ready and writes status when it differs.
@@ -28,7 +29,8 @@ func (h *handler) OnChange(_ string, mr *elementalv1.MachineRegistration) (*elem
 	if err != nil {
 		return mr, err
 	}
-	st, r := desiredStatus(mr, h.settings.BaseURL(h.opts.ServerURL), token, duplicate)
+	ep := endpoints.Resolve(h.opts.Endpoints, endpoints.FromReader(h.settings), "")
+	st, r := desiredStatus(mr, ep.RegistrationBase, ep.RegistrationProblem, token, duplicate)
 	if apiequality.Semantic.DeepEqual(st, mr.Status) {
 		return mr, nil
 	}

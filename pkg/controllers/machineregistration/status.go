@@ -22,9 +22,10 @@ type readiness struct {
 	message string
 }
 
-// desiredStatus builds the status of mr. token is the token it should carry
+// desiredStatus builds the status of mr. base is the registration base URL
+// ("" when unknown, problem says why), token is the token it should carry
 // ("" to generate), duplicate says spec.token is taken by another registration.
-func desiredStatus(mr *elementalv1.MachineRegistration, base, token string, duplicate bool) (elementalv1.MachineRegistrationStatus, readiness) {
+func desiredStatus(mr *elementalv1.MachineRegistration, base, problem, token string, duplicate bool) (elementalv1.MachineRegistrationStatus, readiness) {
 	st := *mr.Status.DeepCopy()
 	st.Conditions = conditions.DropLegacy(st.Conditions)
 	r := readiness{status: metav1.ConditionTrue, reason: elementalv1.ReasonSuccessfullyCreated}
@@ -42,8 +43,7 @@ func desiredStatus(mr *elementalv1.MachineRegistration, base, token string, dupl
 	switch {
 	case duplicate:
 	case base == "":
-		r = readiness{metav1.ConditionFalse, elementalv1.ReasonMissingTokenOrServerURL,
-			"no registration base URL: the Rancher server-url Setting is empty and --server-url is not set"}
+		r = readiness{metav1.ConditionFalse, elementalv1.ReasonMissingTokenOrServerURL, "no registration URL: " + problem}
 	case !ValidAuth[mr.Spec.Config.Elemental.Registration.Auth]:
 		r = readiness{metav1.ConditionFalse, elementalv1.ReasonInvalidConfiguration,
 			fmt.Sprintf("unknown auth %q: use tpm, mac or sys-uuid", mr.Spec.Config.Elemental.Registration.Auth)}

@@ -31,7 +31,18 @@ type Getter interface {
 // Served reports whether management.cattle.io/v3 settings exist. Caches for an
 // unserved kind never sync, so callers must not touch them when it is false.
 func Served(d discovery.DiscoveryInterface) (bool, error) {
-	list, err := d.ServerResourcesForGroupVersion(mgmtv3.SchemeGroupVersion.String())
+	return ResourceServed(d, mgmtv3.SchemeGroupVersion.String(), "settings")
+}
+
+// APIServiceServed reports whether Rancher's APIService kind exists: then
+// Rancher can tunnel /elemental/* to us.
+func APIServiceServed(d discovery.DiscoveryInterface) (bool, error) {
+	return ResourceServed(d, mgmtv3.SchemeGroupVersion.String(), "apiservices")
+}
+
+// ResourceServed reports whether groupVersion serves resource.
+func ResourceServed(d discovery.DiscoveryInterface, groupVersion, resource string) (bool, error) {
+	list, err := d.ServerResourcesForGroupVersion(groupVersion)
 	if apierrors.IsNotFound(err) {
 		return false, nil
 	}
@@ -39,7 +50,7 @@ func Served(d discovery.DiscoveryInterface) (bool, error) {
 		return false, err
 	}
 	for _, r := range list.APIResources {
-		if r.Name == "settings" {
+		if r.Name == resource {
 			return true, nil
 		}
 	}
