@@ -137,7 +137,7 @@ func TestRegisterPlainHosts(t *testing.T) {
 		assert.Equal(t, baseURL+"/k8s/clusters/local", sa.URL)
 		assert.Equal(t, mi.Name, sa.SecretName)
 		assert.Equal(t, ns, sa.SecretNamespace)
-		assert.True(t, sa.StrictTLSMode, "the bundle has our CA")
+		assert.False(t, sa.StrictTLSMode, "the agent URL (Rancher's, no cacerts) is publicly trusted: the agent may use the system store")
 		assert.Equal(t, "/dev/vda", cfg.Elemental.Install.Device)
 		assert.Equal(t, mr.Status.RegistrationURL, cfg.Elemental.Registration.URL)
 		assert.JSONEq(t, `[{"name":"root","passwd":"root"}]`, string(cfg.CloudConfig["users"].Raw))

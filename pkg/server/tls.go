@@ -15,10 +15,12 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/sirupsen/logrus"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 
 	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
 )
@@ -36,8 +38,13 @@ func (m *tlsMaterial) config() *tls.Config {
 	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{m.cert}}
 }
 
+// caKeyKey holds the generated CA's private key, so a new serving
+// certificate (new hostname) can be signed by the CA hosts already trust.
+const caKeyKey = "ca.key"
+
 // loadTLS reads the configured Secret, or the generated one, creating it on
-// first use. Racing replicas converge on whichever Create won.
+// first use and re-issuing its serving certificate when the registration
+// hostname is not in it. Racing replicas converge on whichever write won.
 func loadTLS(ctx context.Context, k8s kubernetes.Interface, opts Options, baseURL string) (*tlsMaterial, error) {
 	name := opts.TLSSecret
 	if name == "" {
@@ -46,7 +53,7 @@ func loadTLS(ctx context.Context, k8s kubernetes.Interface, opts Options, baseUR
 	secrets := k8s.CoreV1().Secrets(opts.Namespace)
 	s, err := secrets.Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) && opts.TLSSecret == "" {
-		gen, genErr := generateTLSSecret(opts.Namespace, baseURL)
+		gen, genErr := generateTLSSecret(opts.Namespace, baseURL, nil)
 		if genErr != nil {
 			return nil, genErr
 		}
@@ -57,6 +64,11 @@ func loadTLS(ctx context.Context, k8s kubernetes.Interface, opts Options, baseUR
 	if err != nil {
 		return nil, fmt.Errorf("registration TLS Secret %s/%s: %w", opts.Namespace, name, err)
 	}
+	if opts.TLSSecret == "" {
+		if s, err = reissueForHost(ctx, secrets, s, opts.Namespace, baseURL); err != nil {
+			return nil, fmt.Errorf("registration TLS Secret %s/%s: %w", opts.Namespace, name, err)
+		}
+	}
 	cert, err := tls.X509KeyPair(s.Data[corev1.TLSCertKey], s.Data[corev1.TLSPrivateKeyKey])
 	if err != nil {
 		return nil, fmt.Errorf("registration TLS Secret %s/%s: %w", opts.Namespace, name, err)
@@ -64,7 +76,80 @@ func loadTLS(ctx context.Context, k8s kubernetes.Interface, opts Options, baseUR
 	return &tlsMaterial{cert: cert, caPEM: s.Data["ca.crt"]}, nil
 }
 
-func generateTLSSecret(namespace, baseURL string) (*corev1.Secret, error) {
+// reissueForHost signs a new serving certificate with the same CA when the
+// generated one does not cover baseURL's host (the registration URL moved).
+func reissueForHost(ctx context.Context, secrets typedcorev1.SecretInterface, s *corev1.Secret, namespace, baseURL string) (*corev1.Secret, error) {
+	host := hostOf(baseURL)
+	if host == "" || covers(s.Data[corev1.TLSCertKey], host) {
+		return s, nil
+	}
+	ca, err := parseCA(s.Data["ca.crt"], s.Data[caKeyKey])
+	if err != nil {
+		logrus.WithError(err).WithField("host", host).Warn("the generated registration certificate does not cover the registration host " +
+			"and cannot be re-signed by its CA (created by an older version, without ca.key): delete Secret " +
+			namespace + "/" + GeneratedTLSSecret + " to generate a new CA, then re-issue the hosts' registration configuration")
+		return s, nil
+	}
+	gen, err := generateTLSSecret(namespace, baseURL, ca)
+	if err != nil {
+		return nil, err
+	}
+	out := s.DeepCopy()
+	out.Data = gen.Data
+	updated, err := secrets.Update(ctx, out, metav1.UpdateOptions{})
+	if apierrors.IsConflict(err) {
+		// Another replica re-issued it first: use theirs.
+		return secrets.Get(ctx, s.Name, metav1.GetOptions{})
+	}
+	if err != nil {
+		return nil, err
+	}
+	logrus.WithField("host", host).Info("re-issued the generated registration certificate for a new registration host (same CA)")
+	return updated, nil
+}
+
+func hostOf(baseURL string) string {
+	u, err := url.Parse(baseURL)
+	if err != nil {
+		return ""
+	}
+	return u.Hostname()
+}
+
+// covers says whether the PEM certificate is valid for host.
+func covers(certPEM []byte, host string) bool {
+	block, _ := pem.Decode(certPEM)
+	if block == nil {
+		return false
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	return err == nil && cert.VerifyHostname(host) == nil
+}
+
+type caPair struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pem  []byte
+}
+
+func parseCA(certPEM, keyPEM []byte) (*caPair, error) {
+	cb, _ := pem.Decode(certPEM)
+	kb, _ := pem.Decode(keyPEM)
+	if cb == nil || kb == nil {
+		return nil, fmt.Errorf("no CA key stored")
+	}
+	cert, err := x509.ParseCertificate(cb.Bytes)
+	if err != nil {
+		return nil, err
+	}
+	key, err := x509.ParseECPrivateKey(kb.Bytes)
+	if err != nil {
+		return nil, err
+	}
+	return &caPair{cert: cert, key: key, pem: certPEM}, nil
+}
+
+func newCA() (*caPair, error) {
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
@@ -83,11 +168,27 @@ func generateTLSSecret(namespace, baseURL string) (*corev1.Secret, error) {
 	if err != nil {
 		return nil, err
 	}
-	ca, _ := x509.ParseCertificate(caDER)
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return nil, err
+	}
+	return &caPair{cert: ca, key: caKey, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})}, nil
+}
+
+// generateTLSSecret makes a serving certificate for the in-cluster names and
+// baseURL's host, signed by ca (a new CA when nil).
+func generateTLSSecret(namespace, baseURL string, ca *caPair) (*corev1.Secret, error) {
+	if ca == nil {
+		var err error
+		if ca, err = newCA(); err != nil {
+			return nil, err
+		}
+	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
 	}
+	now := time.Now()
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
 		Subject:      pkix.Name{CommonName: "elemental-registration"},
@@ -99,18 +200,22 @@ func generateTLSSecret(namespace, baseURL string) (*corev1.Secret, error) {
 			"elemental-operator." + namespace + ".svc", "elemental-operator." + namespace + ".svc.cluster.local"},
 		IPAddresses: []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")},
 	}
-	if u, err := url.Parse(baseURL); err == nil && u.Hostname() != "" {
-		if ip := net.ParseIP(u.Hostname()); ip != nil {
+	if host := hostOf(baseURL); host != "" {
+		if ip := net.ParseIP(host); ip != nil {
 			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
 		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, u.Hostname())
+			tmpl.DNSNames = append(tmpl.DNSNames, host)
 		}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
 	if err != nil {
 		return nil, err
 	}
 	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	caKeyDER, err := x509.MarshalECPrivateKey(ca.key)
 	if err != nil {
 		return nil, err
 	}
@@ -119,7 +224,8 @@ func generateTLSSecret(namespace, baseURL string) (*corev1.Secret, error) {
 			Labels: map[string]string{elementalv1.ManagedLabel: "true"}},
 		Type: corev1.SecretTypeTLS,
 		Data: map[string][]byte{
-			"ca.crt":                pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+			"ca.crt":                ca.pem,
+			caKeyKey:                pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: caKeyDER}),
 			corev1.TLSCertKey:       pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 			corev1.TLSPrivateKeyKey: pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
 		},
