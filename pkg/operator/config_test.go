@@ -2,11 +2,15 @@ package operator
 
 import (
 	"flag"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/elemental-operator/elemental-operator/pkg/endpoints"
 )
 
 func parse(t *testing.T, args []string, env map[string]string) (Config, error) {
@@ -62,4 +66,39 @@ func TestValidate(t *testing.T) {
 	assert.NoError(t, cfg.Validate(), "lease timings only matter with leader election")
 	cfg.Namespace = ""
 	assert.Error(t, cfg.Validate())
+}
+
+func TestValidateRegistrationMode(t *testing.T) {
+	cfg := DefaultConfig()
+	assert.Equal(t, "auto", cfg.RegistrationMode)
+	cfg.RegistrationMode = "tunnel"
+	assert.ErrorContains(t, cfg.Validate(), "--registration-mode")
+	cfg = DefaultConfig()
+	cfg.APIServiceSecret = ""
+	assert.ErrorContains(t, cfg.Validate(), "--apiservice-secret")
+}
+
+func TestStaticEndpoints(t *testing.T) {
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	require.NoError(t, os.WriteFile(caFile, []byte("PEM"), 0o600))
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want endpoints.Static
+	}{
+		{name: "explicit", cfg: Config{RegistrationURL: "https://reg", AgentURL: "https://api", AgentCAFile: caFile},
+			want: endpoints.Static{Mode: endpoints.Direct, RegistrationURL: "https://reg", AgentURL: "https://api", AgentCA: "PEM"}},
+		{name: "deprecated server-url fills both", cfg: Config{ServerURL: "https://old/"},
+			want: endpoints.Static{Mode: endpoints.Direct, RegistrationURL: "https://old", AgentURL: "https://old/k8s/clusters/local"}},
+		{name: "explicit wins over server-url", cfg: Config{ServerURL: "https://old", RegistrationURL: "https://reg"},
+			want: endpoints.Static{Mode: endpoints.Direct, RegistrationURL: "https://reg", AgentURL: "https://old/k8s/clusters/local"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := tc.cfg.StaticEndpoints(endpoints.Direct)
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, got)
+		})
+	}
+	_, err := (&Config{AgentCAFile: "/nonexistent"}).StaticEndpoints(endpoints.Direct)
+	assert.ErrorContains(t, err, "--agent-ca-file")
 }
