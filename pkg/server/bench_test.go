@@ -55,7 +55,7 @@ func BenchmarkRegistration(b *testing.B) {
 			for i := range work {
 				t0 := time.Now()
 				_, err := client.Register(context.Background(), client.Request{
-					URL: mr.Status.RegistrationURL, CACert: srv.CACert(),
+					URL: mr.Status.RegistrationURL, CACert: hostCA,
 					Authorization: client.PlainAuth(fmt.Sprintf("02:00:%02x:%02x:%02x:%02x", i>>24&255, i>>16&255, i>>8&255, i&255)),
 					Annotations:   map[string]string{"auth": "mac"},
 				})

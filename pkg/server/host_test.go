@@ -45,7 +45,7 @@ func TestElementalRegisterClient(t *testing.T) {
 	ns := newNamespace(t)
 	mr := newRegistration(t, ns, "hosts", macRegistration())
 	const mac = "52:54:00:aa:bb:01"
-	root := fakeHost(t, mac, mr.Status.RegistrationURL, srv.CACert())
+	root := fakeHost(t, mac, mr.Status.RegistrationURL, hostCA)
 
 	reply, err := reghost.Run(ctx, reghost.Options{Root: root, Install: true, NoToolkit: true})
 	require.NoError(t, err)

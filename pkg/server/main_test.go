@@ -12,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 
 	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
 	mgmtv3 "github.com/elemental-operator/elemental-operator/pkg/apis/management.cattle.io/v3"
@@ -22,12 +23,23 @@ import (
 	"github.com/elemental-operator/elemental-operator/pkg/operator"
 	"github.com/elemental-operator/elemental-operator/pkg/server"
 	"github.com/elemental-operator/elemental-operator/pkg/testenv"
+	"github.com/elemental-operator/elemental-operator/pkg/tunnel"
 )
 
+// viaEnv=rancher runs every test of this package through the simulated
+// Rancher's URL and the APIService tunnel instead of the direct listener:
+// registration must behave byte for byte the same on both paths.
+const viaEnv = "ELEMENTAL_TEST_VIA"
+
 var (
-	env           *testenv.Env
-	srv           *server.Server
-	baseURL       string
+	env *testenv.Env
+	srv *server.Server
+	// baseURL is where hosts register (Rancher's URL via the tunnel, or the
+	// direct listener) and hostCA the CA they are given for it.
+	baseURL, hostCA string
+	// directURL is the direct listener, also served via the tunnel.
+	directURL     string
+	rancher       *testenv.Rancher
 	writes        *testenv.WriteCounter
 	registrations elementalv1ctl.MachineRegistrationClient
 	inventories   elementalv1ctl.MachineInventoryClient
@@ -68,23 +80,12 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	baseURL = "https://" + addr
-	srv, err = server.Start(ctx, srvCfg, server.Options{Addr: addr, Namespace: ns, MessageTimeout: messageTimeout,
-		Endpoints: endpoints.Static{Mode: endpoints.Direct, RegistrationURL: baseURL}})
-	if err != nil {
+	directURL = "https://" + addr
+	if err := startServer(ctx, srvCfg, ns, addr, os.Getenv(viaEnv) == "rancher"); err != nil {
 		fmt.Fprintln(os.Stderr, "registration server:", err)
 		return 1
 	}
 	defer srv.Stop()
-	mf, err := mgmtctl.NewFactoryFromConfig(env.Config)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	if _, err := mf.Management().V3().Setting().Create(&mgmtv3.Setting{ObjectMeta: metav1.ObjectMeta{Name: "server-url"}, Value: baseURL}); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
 
 	// The controllers (the MachineRegistration controller sets tokens).
 	cfg := operator.DefaultConfig()
@@ -158,3 +159,47 @@ func inventoryByHash(t *testing.T, ns, hash string) *elementalv1.MachineInventor
 }
 
 func isNotFound(err error) bool { return apierrors.IsNotFound(err) }
+
+// startServer starts the registration server: on its own listener only
+// (direct: server-url names it, as before Rancher's tunnel existed), or in
+// both modes with the tunnel to a simulated Rancher whose URL hosts use.
+func startServer(ctx context.Context, cfg *rest.Config, ns, addr string, viaRancher bool) error {
+	mf, err := mgmtctl.NewFactoryFromConfig(env.Config)
+	if err != nil {
+		return err
+	}
+	if !viaRancher {
+		if srv, err = server.Start(ctx, cfg, server.Options{Addr: addr, Namespace: ns, MessageTimeout: messageTimeout,
+			Endpoints: endpoints.Static{Mode: endpoints.Direct, RegistrationURL: directURL}}); err != nil {
+			return err
+		}
+		baseURL, hostCA = directURL, srv.CACert()
+		_, err = mf.Management().V3().Setting().Create(&mgmtv3.Setting{ObjectMeta: metav1.ObjectMeta{Name: "server-url"}, Value: baseURL})
+		return err
+	}
+	if rancher, err = testenv.StartRancher(env.Config, testenv.RancherOptions{}); err != nil {
+		return err
+	}
+	context.AfterFunc(ctx, rancher.Stop)
+	if srv, err = server.Start(ctx, cfg, server.Options{Addr: addr, Namespace: ns, MessageTimeout: messageTimeout,
+		Endpoints: endpoints.Static{Mode: endpoints.Both, RegistrationURL: directURL}}); err != nil {
+		return err
+	}
+	// What the chart creates next to Rancher.
+	if _, err := mf.Management().V3().APIService().Create(&mgmtv3.APIService{
+		ObjectMeta: metav1.ObjectMeta{Name: "elemental-operator"},
+		Spec:       mgmtv3.APIServiceSpec{SecretName: "elemental-operator", SecretNamespace: ns, PathPrefixes: []string{"/elemental/"}},
+	}); err != nil {
+		return err
+	}
+	if _, err := tunnel.Start(ctx, env.Client, tunnel.Options{Namespace: ns, Secret: "elemental-operator", Handler: srv}); err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := rancher.WaitSessions(wctx, "elemental-operator", 1); err != nil {
+		return fmt.Errorf("the tunnel never connected: %w", err)
+	}
+	baseURL, hostCA = rancher.URL, string(rancher.CAPEM)
+	return nil
+}

@@ -31,7 +31,7 @@ import (
 
 func httpClient() *http.Client {
 	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM([]byte(srv.CACert()))
+	pool.AppendCertsFromPEM([]byte(hostCA))
 	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 }
 
@@ -60,7 +60,7 @@ func register(t *testing.T, mr *elementalv1.MachineRegistration, h host) (*proto
 	t.Helper()
 	payload, err := client.Register(context.Background(), client.Request{
 		URL:           mr.Status.RegistrationURL,
-		CACert:        srv.CACert(),
+		CACert:        hostCA,
 		Authorization: client.PlainAuth(h.id),
 		Update:        h.update,
 		Smbios:        map[string]interface{}{"System Information": map[string]interface{}{"UUID": "uuid-" + h.id, "Manufacturer": "QEMU"}},
@@ -137,7 +137,9 @@ func TestRegisterPlainHosts(t *testing.T) {
 		assert.Equal(t, baseURL+"/k8s/clusters/local", sa.URL)
 		assert.Equal(t, mi.Name, sa.SecretName)
 		assert.Equal(t, ns, sa.SecretNamespace)
-		assert.False(t, sa.StrictTLSMode, "the agent URL (Rancher's, no cacerts) is publicly trusted: the agent may use the system store")
+		// Strict only when the agent URL has a CA: the simulated Rancher's
+		// cacerts; none when server-url names the direct listener.
+		assert.Equal(t, rancher != nil, sa.StrictTLSMode)
 		assert.Equal(t, "/dev/vda", cfg.Elemental.Install.Device)
 		assert.Equal(t, mr.Status.RegistrationURL, cfg.Elemental.Registration.URL)
 		assert.JSONEq(t, `[{"name":"root","passwd":"root"}]`, string(cfg.CloudConfig["users"].Raw))

@@ -67,7 +67,7 @@ func tpmHost(t *testing.T, url string, seed int64, uuid string, labels map[strin
 		require.NoError(t, os.WriteFile(filepath.Join(root, p), []byte(c), 0o644))
 	}
 	setConfig(t, root, func(r *reghost.Registration) {
-		*r = reghost.Registration{URL: url, CACert: srv.CACert(), Auth: "tpm", EmulateTPM: true, EmulatedTPMSeed: seed, Labels: labels}
+		*r = reghost.Registration{URL: url, CACert: hostCA, Auth: "tpm", EmulateTPM: true, EmulatedTPMSeed: seed, Labels: labels}
 	})
 	return root
 }
@@ -212,7 +212,7 @@ func TestTPMAuthMismatch(t *testing.T) {
 	require.Error(t, err)
 	assert.Equal(t, "registration refused: MachineRegistration "+ns+"/mac requires mac authentication", err.Error())
 
-	_, err = reghost.Run(ctx, reghost.Options{Root: fakeHost(t, "52:54:00:77:00:22", tpmMR.Status.RegistrationURL, srv.CACert())})
+	_, err = reghost.Run(ctx, reghost.Options{Root: fakeHost(t, "52:54:00:77:00:22", tpmMR.Status.RegistrationURL, hostCA)})
 	require.Error(t, err)
 	assert.Equal(t, "registration refused: MachineRegistration "+ns+"/tpm requires tpm authentication", err.Error())
 
@@ -292,7 +292,7 @@ func TestTPMWrongAnswer(t *testing.T) {
 	require.NoError(t, err)
 	registerTPM := func(answer func(ch io.ReadWriter) error) error {
 		_, err := client.Register(context.Background(), client.Request{
-			URL: mr.Status.RegistrationURL, CACert: srv.CACert(),
+			URL: mr.Status.RegistrationURL, CACert: hostCA,
 			Authorization: att.Header, Authenticate: answer,
 			Annotations: map[string]string{"auth": "emulated-tpm"},
 		})
