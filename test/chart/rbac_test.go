@@ -328,6 +328,9 @@ func configFromDeployment(t *testing.T, r *rendered) operator.Config {
 			value = releaseNamespace
 		}
 		name, ok := byEnv[e.Name]
+		if !ok && flagsAhead[e.Name] {
+			continue
+		}
 		require.True(t, ok, "%s is no operator flag", e.Name)
 		require.NoError(t, fs.Set(name, value), e.Name)
 	}
