@@ -3,6 +3,7 @@ package chart
 import (
 	"context"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -285,7 +286,8 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 // variant (server-side apply, dry run), hooks included, rendered with the
 // capabilities Helm discovers on that apiserver: the test cluster, which
 // serves Rancher's APIService and GlobalRole and our Metadata, and a cluster
-// without Rancher, where neither Rancher object may be rendered.
+// without Rancher, where neither Rancher object may be rendered and where
+// `helm install --dry-run=server` refuses an explicit rancher or both mode.
 func TestDryRunApply(t *testing.T) {
 	crdsRendered, err := render(crdChart, nil)
 	require.NoError(t, err)
@@ -308,16 +310,37 @@ func TestDryRunApply(t *testing.T) {
 		})
 	}
 
+	// helm install --dry-run=server, Helm discovering the capabilities itself.
+	dir := t.TempDir()
+	h := helmClient{t: t, kubeconfig: filepath.Join(dir, "kubeconfig"), cacheDir: filepath.Join(dir, "cache")}
+	require.NoError(t, env.WriteKubeconfig(h.kubeconfig))
+	in := action.NewInstall(h.config())
+	in.ReleaseName, in.Namespace, in.DryRun, in.DryRunOption = releaseName, releaseNamespace, true, "server"
+	rel, err := in.Run(mustLoad(t, operatorChart), nil)
+	require.NoError(t, err)
+	for _, kind := range []string{"APIService", "GlobalRole", "Metadata"} {
+		assert.Contains(t, rel.Manifest, "\nkind: "+kind+"\n")
+	}
+	assert.Contains(t, rel.Info.Notes, "Registration mode: rancher (registration.mode=auto")
+
 	bare, err := testenv.Start(testenv.Options{NoRancherCRDs: true})
 	require.NoError(t, err)
 	defer func() { _ = bare.Stop() }()
 	require.NoError(t, setupCluster(bare))
 	caps = capabilitiesOf(t, bare.Config)
 	require.False(t, caps.APIVersions.Has("management.cattle.io/v3/APIService"))
+	h.kubeconfig = filepath.Join(dir, "bare-kubeconfig")
+	require.NoError(t, bare.WriteKubeconfig(h.kubeconfig))
 	for name, vals := range variants(t) {
 		t.Run("no Rancher/"+name, func(t *testing.T) {
 			if reg, _ := vals["registration"].(map[string]interface{}); reg["mode"] == "rancher" || reg["mode"] == "both" {
-				t.Skipf("registration.mode=%s needs Rancher", reg["mode"])
+				// helm install --dry-run=server: the chart looks at the cluster.
+				in := action.NewInstall(h.config())
+				in.ReleaseName, in.Namespace, in.DryRun, in.DryRunOption = releaseName, releaseNamespace, true, "server"
+				_, err := in.Run(mustLoad(t, operatorChart), vals)
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), fmt.Sprintf("registration.mode=%s needs Rancher", reg["mode"]))
+				return
 			}
 			r, err := renderFor(operatorChart, vals, caps)
 			require.NoError(t, err)
