@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Writes the CRD chart's template from the generated CRDs, with the keep
-# policy so `helm uninstall` never deletes inventories.
+# policy so `helm uninstall` never deletes inventories. Only crds.yaml is
+# written: legacy-crds.yaml next to it is hand-written and left alone.
 set -euo pipefail
 out=chart/elemental-operator-crds/templates/crds.yaml
 {

@@ -46,6 +46,7 @@ func resourceFor(kind string) schema.GroupVersionResource {
 		"MachineInventory":                 "machineinventories",
 		"MachineInventorySelector":         "machineinventoryselectors",
 		"MachineInventorySelectorTemplate": "machineinventoryselectortemplates",
+		"Metadata":                         "metadata",
 	}[kind]
 	return schema.GroupVersionResource{Group: "elemental.cattle.io", Version: "v1beta1", Resource: plural}
 }
@@ -70,20 +71,41 @@ func create(t *testing.T, ns string, obj *unstructured.Unstructured) (*unstructu
 	return dyn.Resource(resourceFor(obj.GetKind())).Namespace(ns).Create(context.Background(), obj, metav1.CreateOptions{})
 }
 
+// capiKinds are the kinds Cluster API works with (the infrastructure-machine
+// contract): their CRDs carry the contract labels. Metadata is not one of
+// them and must not carry them.
+var capiKinds = map[string]bool{
+	"MachineRegistration": true, "MachineInventory": true,
+	"MachineInventorySelector": true, "MachineInventorySelectorTemplate": true,
+}
+
 func TestEmbeddedCRDs(t *testing.T) {
 	objs, err := crds.Objects()
 	require.NoError(t, err)
-	require.Len(t, objs, 4)
+	var kinds []string
 	for _, crd := range objs {
-		assert.Equal(t, "v1beta1", crd.Labels["cluster.x-k8s.io/v1beta1"], crd.Name)
-		assert.Equal(t, "v1beta1", crd.Labels["cluster.x-k8s.io/v1beta2"], crd.Name)
-		assert.Equal(t, "infrastructure-elemental", crd.Labels["cluster.x-k8s.io/provider"], crd.Name)
+		kind := crd.Spec.Names.Kind
+		kinds = append(kinds, kind)
+		if capiKinds[kind] {
+			assert.Equal(t, "v1beta1", crd.Labels["cluster.x-k8s.io/v1beta1"], crd.Name)
+			assert.Equal(t, "v1beta1", crd.Labels["cluster.x-k8s.io/v1beta2"], crd.Name)
+			assert.Equal(t, "infrastructure-elemental", crd.Labels["cluster.x-k8s.io/provider"], crd.Name)
+		} else {
+			for label := range crd.Labels {
+				assert.NotContains(t, label, "cluster.x-k8s.io/", "%s is no Cluster API kind", crd.Name)
+			}
+		}
+		assert.Equal(t, "elemental.cattle.io", crd.Spec.Group, crd.Name)
 		assert.Contains(t, crd.Spec.Names.Categories, "elemental", crd.Name)
 		assert.Equal(t, "Namespaced", string(crd.Spec.Scope), crd.Name)
 		require.Len(t, crd.Spec.Versions, 1)
+		assert.Equal(t, "v1beta1", crd.Spec.Versions[0].Name, crd.Name)
 		assert.NotNil(t, crd.Spec.Versions[0].Subresources.Status, crd.Name)
 		assert.NotEmpty(t, crd.Spec.Versions[0].AdditionalPrinterColumns, crd.Name)
 	}
+	assert.ElementsMatch(t, []string{
+		"MachineRegistration", "MachineInventory", "MachineInventorySelector", "MachineInventorySelectorTemplate", "Metadata",
+	}, kinds)
 }
 
 func TestSpecExamplesAreAccepted(t *testing.T) {

@@ -3,19 +3,23 @@ package chart
 import (
 	"context"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"helm.sh/helm/v3/pkg/action"
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/chartutil"
 	"helm.sh/helm/v3/pkg/lint"
 	"helm.sh/helm/v3/pkg/lint/support"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -24,10 +28,13 @@ import (
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
 	"sigs.k8s.io/yaml"
 
+	"github.com/elemental-operator/elemental-operator/pkg/crds"
 	"github.com/elemental-operator/elemental-operator/pkg/operator"
+	"github.com/elemental-operator/elemental-operator/pkg/testenv"
 )
 
 // TestLint is `helm lint --strict` for both charts and every values variant.
@@ -46,21 +53,57 @@ func TestLint(t *testing.T) {
 	}
 }
 
+// legacyCRDs are the upstream operator's kinds this operator does not act on;
+// the CRD chart carries them so an upgrade from upstream deletes nothing.
+var legacyCRDs = []string{
+	"seedimages.elemental.cattle.io", "managedosimages.elemental.cattle.io",
+	"managedosversions.elemental.cattle.io", "managedosversionchannels.elemental.cattle.io",
+}
+
 // TestCRDChartKeepsCRDs: uninstalling the CRD chart must never delete
-// inventories, and the chart ships exactly the four CRDs.
+// inventories; the chart ships our five CRDs (the embedded ones, unchanged)
+// and the four legacy ones, every one with the keep policy, and as many as
+// the upstream CRD chart, so that upgrading its release loses none.
 func TestCRDChartKeepsCRDs(t *testing.T) {
 	r, err := render(crdChart, nil)
 	require.NoError(t, err)
+	embedded, err := crds.Objects()
+	require.NoError(t, err)
+	want := append([]string{}, legacyCRDs...)
+	for _, crd := range embedded {
+		want = append(want, crd.Name)
+	}
 	var names []string
 	for _, o := range r.objects {
 		require.Equal(t, "CustomResourceDefinition", o.GetKind())
 		assert.Equal(t, "keep", o.GetAnnotations()["helm.sh/resource-policy"], o.GetName())
 		names = append(names, o.GetName())
+		var crd apiextv1.CustomResourceDefinition
+		require.NoError(t, runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &crd))
+		for _, e := range embedded {
+			if e.Name == crd.Name {
+				assert.Equal(t, e.Spec, crd.Spec, "%s: the chart's copy differs from pkg/crds/yaml (run go generate)", crd.Name)
+			}
+		}
+		if slices.Contains(legacyCRDs, crd.Name) {
+			assert.Equal(t, "elemental.cattle.io", crd.Spec.Group)
+			assert.Equal(t, apiextv1.NamespaceScoped, crd.Spec.Scope)
+			assert.Equal(t, crd.Spec.Names.Plural+".elemental.cattle.io", crd.Name)
+			require.Len(t, crd.Spec.Versions, 1)
+			v := crd.Spec.Versions[0]
+			assert.Equal(t, "v1beta1", v.Name)
+			assert.True(t, v.Served && v.Storage)
+			assert.NotNil(t, v.Subresources.Status, "upstream serves status as a subresource")
+			schema := v.Schema.OpenAPIV3Schema
+			assert.Contains(t, schema.Description, "does not act on")
+			for _, field := range []string{"spec", "status"} {
+				p := schema.Properties[field].XPreserveUnknownFields
+				assert.True(t, p != nil && *p, "%s: %s must keep every field", crd.Name, field)
+			}
+		}
 	}
-	assert.ElementsMatch(t, []string{
-		"machineregistrations.elemental.cattle.io", "machineinventories.elemental.cattle.io",
-		"machineinventoryselectors.elemental.cattle.io", "machineinventoryselectortemplates.elemental.cattle.io",
-	}, names)
+	assert.ElementsMatch(t, want, names)
+	assert.Len(t, names, len(upstreamKinds), "the upstream CRD chart's nine CRDs")
 }
 
 func deployment(t *testing.T, r *rendered) *appsv1.Deployment {
@@ -82,52 +125,58 @@ func operatorFlags() map[string]string {
 	return out
 }
 
-// TestDeployment checks, for every variant, what the issue asks of the pod:
-// non-root, read-only root, no capabilities, probes on the health port, and
-// every ELEMENTAL_OPERATOR_* variable naming a real operator flag.
+// TestDeployment checks, for every variant, on a cluster with and without
+// Rancher, what the issue asks of the pod: non-root, read-only root, no
+// capabilities, probes on the health port, and every ELEMENTAL_OPERATOR_*
+// variable naming a real operator flag.
 func TestDeployment(t *testing.T) {
 	flags := operatorFlags()
 	for name, vals := range variants(t) {
-		t.Run(name, func(t *testing.T) {
-			r, err := render(operatorChart, vals)
-			require.NoError(t, err)
-			d := deployment(t, r)
-			pod := d.Spec.Template.Spec
-			require.Len(t, pod.Containers, 1)
-			c := pod.Containers[0]
-
-			require.NotNil(t, pod.SecurityContext)
-			assert.True(t, *pod.SecurityContext.RunAsNonRoot)
-			require.NotNil(t, c.SecurityContext)
-			assert.True(t, *c.SecurityContext.ReadOnlyRootFilesystem)
-			assert.False(t, *c.SecurityContext.AllowPrivilegeEscalation)
-			assert.Equal(t, []corev1.Capability{"ALL"}, c.SecurityContext.Capabilities.Drop)
-			assert.False(t, *pod.EnableServiceLinks, "service links would inject ELEMENTAL_OPERATOR_* variables")
-			assert.Equal(t, "elemental-operator", pod.ServiceAccountName)
-
-			ports := map[string]int32{}
-			for _, p := range c.Ports {
-				ports[p.Name] = p.ContainerPort
-			}
-			require.NotNil(t, c.LivenessProbe)
-			require.NotNil(t, c.ReadinessProbe)
-			assert.Equal(t, "/healthz", c.LivenessProbe.HTTPGet.Path)
-			assert.Equal(t, "/readyz", c.ReadinessProbe.HTTPGet.Path)
-			assert.Equal(t, "health", c.LivenessProbe.HTTPGet.Port.String())
-			assert.Equal(t, "health", c.ReadinessProbe.HTTPGet.Port.String())
-			assert.NotZero(t, ports["health"])
-
-			env := map[string]corev1.EnvVar{}
-			for _, e := range c.Env {
-				env[e.Name] = e
-				if strings.HasPrefix(e.Name, operator.EnvPrefix) {
-					assert.Contains(t, flags, e.Name, "%s is not the variable of any operator flag", e.Name)
-				}
-			}
-			assert.Equal(t, "metadata.namespace", env["ELEMENTAL_OPERATOR_NAMESPACE"].ValueFrom.FieldRef.FieldPath)
-			assert.Equal(t, "true", env["ELEMENTAL_OPERATOR_LEADER_ELECT"].Value, "leader election is always on")
-		})
+		for cluster, caps := range map[string]*chartutil.Capabilities{"no Rancher": chartutil.DefaultCapabilities, "Rancher": withKinds(rancherKinds...)} {
+			t.Run(name+"/"+cluster, func(t *testing.T) { checkDeployment(t, flags, vals, caps) })
+		}
 	}
+}
+
+func checkDeployment(t *testing.T, flags map[string]string, vals chartutil.Values, caps *chartutil.Capabilities) {
+	t.Helper()
+	r, err := renderFor(operatorChart, vals, caps)
+	require.NoError(t, err)
+	d := deployment(t, r)
+	pod := d.Spec.Template.Spec
+	require.Len(t, pod.Containers, 1)
+	c := pod.Containers[0]
+
+	require.NotNil(t, pod.SecurityContext)
+	assert.True(t, *pod.SecurityContext.RunAsNonRoot)
+	require.NotNil(t, c.SecurityContext)
+	assert.True(t, *c.SecurityContext.ReadOnlyRootFilesystem)
+	assert.False(t, *c.SecurityContext.AllowPrivilegeEscalation)
+	assert.Equal(t, []corev1.Capability{"ALL"}, c.SecurityContext.Capabilities.Drop)
+	assert.False(t, *pod.EnableServiceLinks, "service links would inject ELEMENTAL_OPERATOR_* variables")
+	assert.Equal(t, "elemental-operator", pod.ServiceAccountName)
+
+	ports := map[string]int32{}
+	for _, p := range c.Ports {
+		ports[p.Name] = p.ContainerPort
+	}
+	require.NotNil(t, c.LivenessProbe)
+	require.NotNil(t, c.ReadinessProbe)
+	assert.Equal(t, "/healthz", c.LivenessProbe.HTTPGet.Path)
+	assert.Equal(t, "/readyz", c.ReadinessProbe.HTTPGet.Path)
+	assert.Equal(t, "health", c.LivenessProbe.HTTPGet.Port.String())
+	assert.Equal(t, "health", c.ReadinessProbe.HTTPGet.Port.String())
+	assert.NotZero(t, ports["health"])
+
+	env := map[string]corev1.EnvVar{}
+	for _, e := range c.Env {
+		env[e.Name] = e
+		if strings.HasPrefix(e.Name, operator.EnvPrefix) {
+			assert.Contains(t, flags, e.Name, "%s is not the variable of any operator flag", e.Name)
+		}
+	}
+	assert.Equal(t, "metadata.namespace", env["ELEMENTAL_OPERATOR_NAMESPACE"].ValueFrom.FieldRef.FieldPath)
+	assert.Equal(t, "true", env["ELEMENTAL_OPERATOR_LEADER_ELECT"].Value, "leader election is always on")
 }
 
 // TestDefaultsMatchTheOperator: the chart's defaults are the operator's
@@ -149,7 +198,8 @@ func TestDefaultsMatchTheOperator(t *testing.T) {
 	assert.Equal(t, def.ResetTimeout.String(), mustDuration(t, env["ELEMENTAL_OPERATOR_RESET_TIMEOUT"]))
 	assert.Equal(t, "false", env["ELEMENTAL_OPERATOR_INSTALL_CRDS"])
 	assert.Equal(t, "rancher/elemental-operator:0.1.0", c.Image)
-	assert.Contains(t, r.notes, "<Rancher server-url>/elemental/registration/<token>")
+	assert.Equal(t, "direct", env["ELEMENTAL_OPERATOR_REGISTRATION_MODE"], "no Rancher: auto is direct")
+	assert.Contains(t, r.notes, "registration.url is not set")
 
 	// No CRD rights unless the operator installs them.
 	cr := r.find("ClusterRole", "elemental-operator")
@@ -165,7 +215,8 @@ func TestDefaultsMatchTheOperator(t *testing.T) {
 	require.NoError(t, err)
 	fc := deployment(t, full).Spec.Template.Spec.Containers[0]
 	assert.Equal(t, "registry.example.com/rancher/elemental-operator:v9.9.9", fc.Image)
-	assert.Contains(t, full.notes, "https://rancher.example.com/elemental/registration/<token>")
+	assert.Contains(t, full.notes, "https://elemental.example.com/elemental/registration/<token>")
+	assert.Contains(t, full.notes, "<Rancher server-url>/elemental/registration/<token>")
 	assert.Contains(t, mustJSON(t, full.find("ClusterRole", "elemental-operator")), "customresourcedefinitions")
 	guard := full.find("Job", "elemental-operator-uninstall-guard")
 	require.NotNil(t, guard)
@@ -191,12 +242,19 @@ func mustJSON(t *testing.T, u *unstructured.Unstructured) string {
 // TestSchemaRejectsBadValues: values.schema.json catches typos and wrong types.
 func TestSchemaRejectsBadValues(t *testing.T) {
 	for name, vals := range map[string]chartutil.Values{
-		"unknown key":        {"replica": 2},
-		"replicas as string": {"replicas": "two"},
-		"bad pull policy":    {"image": map[string]interface{}{"repository": "x", "pullPolicy": "Sometimes"}},
-		"bad service type":   {"service": map[string]interface{}{"type": "Ingress"}},
-		"bad duration":       {"resetTimeout": "soon"},
-		"bad server URL":     {"serverURL": "rancher.example.com"},
+		"unknown key":                  {"replica": 2},
+		"replicas as string":           {"replicas": "two"},
+		"bad pull policy":              {"image": map[string]interface{}{"repository": "x", "pullPolicy": "Sometimes"}},
+		"bad service type":             {"service": map[string]interface{}{"type": "Ingress"}},
+		"bad duration":                 {"resetTimeout": "soon"},
+		"bad server URL":               {"serverURL": "rancher.example.com"},
+		"bad mode":                     {"registration": map[string]interface{}{"mode": "tunnel"}},
+		"bad registration URL":         {"registration": map[string]interface{}{"url": "elemental.example.com"}},
+		"bad agent URL":                {"agent": map[string]interface{}{"url": "kube:6443"}},
+		"unknown agent key":            {"agent": map[string]interface{}{"ca": "x"}},
+		"root":                         {"securityContext": map[string]interface{}{"runAsUser": 0}},
+		"unknown upstream channel key": {"channel": map[string]interface{}{"url": "x"}},
+		"proxy as a number":            {"proxy": 3128},
 	} {
 		_, err := render(operatorChart, vals)
 		assert.Error(t, err, name)
@@ -204,43 +262,116 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 }
 
 // TestDryRunApply: the apiserver accepts every rendered object of every
-// variant (server-side apply, dry run), hooks included.
+// variant (server-side apply, dry run), hooks included, rendered with the
+// capabilities Helm discovers on that apiserver: the test cluster, which
+// serves Rancher's APIService and GlobalRole and our Metadata, and a cluster
+// without Rancher, where neither Rancher object may be rendered and where
+// `helm install --dry-run=server` refuses an explicit rancher or both mode.
 func TestDryRunApply(t *testing.T) {
-	ctx := context.Background()
-	dyn, err := dynamic.NewForConfig(env.Config)
-	require.NoError(t, err)
-	disco, err := discovery.NewDiscoveryClientForConfig(env.Config)
-	require.NoError(t, err)
-	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(disco))
-
-	apply := func(t *testing.T, objs []*unstructured.Unstructured) {
-		for _, o := range objs {
-			gvk := o.GroupVersionKind()
-			m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-			require.NoError(t, err, "%s %s", gvk, o.GetName())
-			var ri dynamic.ResourceInterface = dyn.Resource(m.Resource)
-			if m.Scope.Name() == meta.RESTScopeNameNamespace {
-				assert.Equal(t, releaseNamespace, o.GetNamespace(), "%s %s has no explicit namespace", gvk.Kind, o.GetName())
-				ri = dyn.Resource(m.Resource).Namespace(o.GetNamespace())
-			}
-			body, err := o.MarshalJSON()
-			require.NoError(t, err)
-			force := true
-			_, err = ri.Patch(ctx, o.GetName(), types.ApplyPatchType, body, metav1.PatchOptions{
-				FieldManager: "helm", Force: &force, DryRun: []string{metav1.DryRunAll},
-			})
-			assert.NoError(t, err, "%s %s", gvk.Kind, o.GetName())
-		}
-	}
 	crdsRendered, err := render(crdChart, nil)
 	require.NoError(t, err)
-	t.Run("crds", func(t *testing.T) { apply(t, crdsRendered.objects) })
+	t.Run("crds", func(t *testing.T) { dryRunApply(t, env.Config, crdsRendered.objects) })
+
+	caps := capabilitiesOf(t, env.Config)
+	for _, k := range rancherKinds {
+		require.True(t, caps.APIVersions.Has(k), "the test cluster serves %s", k)
+	}
 	for name, vals := range variants(t) {
-		t.Run(name, func(t *testing.T) {
-			r, err := render(operatorChart, vals)
+		t.Run("Rancher/"+name, func(t *testing.T) {
+			r, err := renderFor(operatorChart, vals, caps)
 			require.NoError(t, err)
-			apply(t, r.objects)
+			dryRunApply(t, env.Config, r.objects)
+			assert.Contains(t, r.kinds(), "Metadata")
+			assert.Contains(t, r.kinds(), "GlobalRole")
+			if vals["registration"] == nil {
+				assert.Contains(t, r.kinds(), "APIService", "auto is rancher here")
+			}
 		})
+	}
+
+	// helm install --dry-run=server, Helm discovering the capabilities itself.
+	dir := t.TempDir()
+	h := helmClient{t: t, kubeconfig: filepath.Join(dir, "kubeconfig"), cacheDir: filepath.Join(dir, "cache")}
+	require.NoError(t, env.WriteKubeconfig(h.kubeconfig))
+	in := action.NewInstall(h.config())
+	in.ReleaseName, in.Namespace, in.DryRun, in.DryRunOption = releaseName, releaseNamespace, true, "server"
+	rel, err := in.Run(mustLoad(t, operatorChart), nil)
+	require.NoError(t, err)
+	for _, kind := range []string{"APIService", "GlobalRole", "Metadata"} {
+		assert.Contains(t, rel.Manifest, "\nkind: "+kind+"\n")
+	}
+	assert.Contains(t, rel.Info.Notes, "Registration mode: rancher (registration.mode=auto")
+
+	bare, err := testenv.Start(testenv.Options{NoRancherCRDs: true})
+	require.NoError(t, err)
+	defer func() { _ = bare.Stop() }()
+	require.NoError(t, setupCluster(bare))
+	caps = capabilitiesOf(t, bare.Config)
+	require.False(t, caps.APIVersions.Has("management.cattle.io/v3/APIService"))
+	h.kubeconfig = filepath.Join(dir, "bare-kubeconfig")
+	require.NoError(t, bare.WriteKubeconfig(h.kubeconfig))
+	for name, vals := range variants(t) {
+		t.Run("no Rancher/"+name, func(t *testing.T) {
+			if reg, _ := vals["registration"].(map[string]interface{}); reg["mode"] == "rancher" || reg["mode"] == "both" {
+				// helm install --dry-run=server: the chart looks at the cluster.
+				in := action.NewInstall(h.config())
+				in.ReleaseName, in.Namespace, in.DryRun, in.DryRunOption = releaseName, releaseNamespace, true, "server"
+				_, err := in.Run(mustLoad(t, operatorChart), vals)
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), fmt.Sprintf("registration.mode=%s needs Rancher", reg["mode"]))
+				return
+			}
+			r, err := renderFor(operatorChart, vals, caps)
+			require.NoError(t, err)
+			dryRunApply(t, bare.Config, r.objects)
+			assert.NotContains(t, r.kinds(), "APIService")
+			assert.NotContains(t, r.kinds(), "GlobalRole")
+			assert.Contains(t, r.kinds(), "Metadata", "the CRDs are installed")
+		})
+	}
+}
+
+// capabilitiesOf is what Helm's install and upgrade actions discover.
+func capabilitiesOf(t *testing.T, cfg *rest.Config) *chartutil.Capabilities {
+	t.Helper()
+	disco, err := discovery.NewDiscoveryClientForConfig(cfg)
+	require.NoError(t, err)
+	kv, err := disco.ServerVersion()
+	require.NoError(t, err)
+	versions, err := action.GetVersionSet(disco)
+	require.NoError(t, err)
+	return &chartutil.Capabilities{
+		APIVersions: versions,
+		KubeVersion: chartutil.KubeVersion{Version: kv.GitVersion, Major: kv.Major, Minor: kv.Minor},
+		HelmVersion: chartutil.DefaultCapabilities.HelmVersion,
+	}
+}
+
+// dryRunApply server-side applies objects with dryRun=All.
+func dryRunApply(t *testing.T, cfg *rest.Config, objs []*unstructured.Unstructured) {
+	t.Helper()
+	ctx := context.Background()
+	dyn, err := dynamic.NewForConfig(cfg)
+	require.NoError(t, err)
+	disco, err := discovery.NewDiscoveryClientForConfig(cfg)
+	require.NoError(t, err)
+	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(disco))
+	for _, o := range objs {
+		gvk := o.GroupVersionKind()
+		m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		require.NoError(t, err, "%s %s", gvk, o.GetName())
+		var ri dynamic.ResourceInterface = dyn.Resource(m.Resource)
+		if m.Scope.Name() == meta.RESTScopeNameNamespace {
+			assert.Equal(t, releaseNamespace, o.GetNamespace(), "%s %s has no explicit namespace", gvk.Kind, o.GetName())
+			ri = dyn.Resource(m.Resource).Namespace(o.GetNamespace())
+		}
+		body, err := o.MarshalJSON()
+		require.NoError(t, err)
+		force := true
+		_, err = ri.Patch(ctx, o.GetName(), types.ApplyPatchType, body, metav1.PatchOptions{
+			FieldManager: "helm", Force: &force, DryRun: []string{metav1.DryRunAll},
+		})
+		assert.NoError(t, err, "%s %s", gvk.Kind, o.GetName())
 	}
 }
 

@@ -13,12 +13,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"helm.sh/helm/v3/pkg/chart"
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/chartutil"
 	"helm.sh/helm/v3/pkg/engine"
@@ -52,7 +54,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer env.Stop()
-	if err := setupCluster(); err != nil {
+	if err := setupCluster(env); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -61,7 +63,7 @@ func run(m *testing.M) int {
 
 // setupCluster creates the release namespace and a minimal ServiceMonitor CRD
 // (prometheus-operator's own is huge; the dry-run only needs the kind served).
-func setupCluster() error {
+func setupCluster(env *testenv.Env) error {
 	ctx := context.Background()
 	_, err := env.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: releaseNamespace}}, metav1.CreateOptions{})
 	if err != nil && !apierrors.IsAlreadyExists(err) {
@@ -114,15 +116,44 @@ type rendered struct {
 }
 
 // render renders a chart as `helm install` would (values validated against
-// values.schema.json), without a cluster.
+// values.schema.json), without a cluster, for a cluster serving no Rancher or
+// Elemental kinds (Helm's default capabilities).
 func render(dir string, vals chartutil.Values) (*rendered, error) {
+	return renderFor(dir, vals, chartutil.DefaultCapabilities)
+}
+
+// withKinds returns Helm's default capabilities plus the given
+// group/version/Kind entries (and their group/version), as discovery on a
+// cluster serving them would report.
+func withKinds(kinds ...string) *chartutil.Capabilities {
+	caps := *chartutil.DefaultCapabilities
+	caps.APIVersions = append(chartutil.VersionSet{}, caps.APIVersions...)
+	for _, k := range kinds {
+		caps.APIVersions = append(caps.APIVersions, path.Dir(k), k)
+	}
+	return &caps
+}
+
+// rancherKinds are what a Rancher cluster with the elemental-operator-crds
+// chart serves, as far as the operator chart cares.
+var rancherKinds = []string{
+	"management.cattle.io/v3/APIService", "management.cattle.io/v3/GlobalRole", "management.cattle.io/v3/Setting",
+	"elemental.cattle.io/v1beta1/Metadata",
+}
+
+// renderFor renders a chart for a cluster with the given capabilities.
+func renderFor(dir string, vals chartutil.Values, caps *chartutil.Capabilities) (*rendered, error) {
 	chrt, err := loader.Load(dir)
 	if err != nil {
 		return nil, err
 	}
+	return renderChart(chrt, vals, caps)
+}
+
+func renderChart(chrt *chart.Chart, vals chartutil.Values, caps *chartutil.Capabilities) (*rendered, error) {
 	top, err := chartutil.ToRenderValues(chrt, vals, chartutil.ReleaseOptions{
 		Name: releaseName, Namespace: releaseNamespace, Revision: 1, IsInstall: true,
-	}, chartutil.DefaultCapabilities)
+	}, caps)
 	if err != nil {
 		return nil, err
 	}
@@ -155,6 +186,15 @@ func render(dir string, vals chartutil.Values) (*rendered, error) {
 		}
 	}
 	return out, nil
+}
+
+// kinds lists the rendered objects' kinds (hooks included), in order.
+func (r *rendered) kinds() []string {
+	var out []string
+	for _, o := range r.objects {
+		out = append(out, o.GetKind())
+	}
+	return out
 }
 
 func (r *rendered) find(kind, name string) *unstructured.Unstructured {
