@@ -28,6 +28,7 @@ import (
 	elementalctl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/elemental.cattle.io"
 	elementalv1ctl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/elemental.cattle.io/v1beta1"
 	mgmtctl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/management.cattle.io"
+	"github.com/elemental-operator/elemental-operator/pkg/metrics"
 	"github.com/elemental-operator/elemental-operator/pkg/operator"
 	"github.com/elemental-operator/elemental-operator/pkg/testenv"
 )
@@ -83,6 +84,12 @@ func run(m *testing.M) int {
 		return fail(err)
 	}
 	el = f.Elemental().V1beta1()
+
+	// lasso keeps in a global whether its controllers record metrics, and the
+	// operator's metrics.Register sets it: the simulated Rancher runs lasso
+	// controllers in this process too, so that is done before any start (the
+	// operator process does it first thing as well).
+	metrics.Register("test")
 
 	// Rancher writes its Settings (server-url, cacerts, internal-*) and
 	// serves /v3/connect, /k8s/clusters/local and whatever APIServices claim.
