@@ -13,7 +13,7 @@ import (
 )
 
 // testCA signs serving certificates for the peers tests start (the CAPI
-// webhook server, the simulated Rancher front door).
+// webhook server, the simulated Rancher).
 type testCA struct {
 	cert *x509.Certificate
 	key  *ecdsa.PrivateKey

@@ -2,8 +2,13 @@ package capi
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -20,9 +25,11 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/clientcmd"
 
 	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
 	reghost "github.com/elemental-operator/elemental-operator/pkg/register/host"
+	"github.com/elemental-operator/elemental-operator/pkg/register/protocol"
 	"github.com/elemental-operator/elemental-operator/pkg/testenv"
 )
 
@@ -89,16 +96,21 @@ func TestClusterAPIProvisioning(t *testing.T) {
 		}
 		return nil
 	})
-	require.True(t, strings.HasPrefix(mr.Status.RegistrationURL, frontDoor.URL+"/elemental/registration/"), mr.Status.RegistrationURL)
+	require.True(t, strings.HasPrefix(mr.Status.RegistrationURL, rancher.URL+"/elemental/registration/"), mr.Status.RegistrationURL)
+	// The operator has no listener of its own: Rancher's URL is the only way in.
+	_, err = net.DialTimeout("tcp", registrationAddr, time.Second)
+	require.Error(t, err, "rancher mode must not listen on --registration-addr")
 
+	// The ISO's registration config, downloaded through Rancher.
+	regConfig := registrationConfig(t, mr.Status.RegistrationURL)
 	hosts := map[string]*host{} // by inventory name
 	for i := 1; i <= 2; i++ {
-		h := registerHost(t, mr.Status.RegistrationURL, fmt.Sprintf("52:54:00:0c:a9:%02x", i))
+		h := registerHost(t, regConfig, fmt.Sprintf("52:54:00:0c:a9:%02x", i))
 		mi := inventoryWithSecret(t, ns, h.root)
 		hosts[mi] = h
 	}
-	// Each agent applies the empty plan through the front door with its own
-	// token, and the inventory becomes available.
+	// Each agent applies the empty plan through Rancher's local cluster
+	// proxy with its own token, and the inventory becomes available.
 	for name := range hosts {
 		waitInventory(t, ns, name, 2*time.Minute, func(mi *elementalv1.MachineInventory) error {
 			if mi.Status.Phase != "Available" {
@@ -232,7 +244,7 @@ func TestClusterAPIProvisioning(t *testing.T) {
 
 	t.Run("a failing install script shows on the selector with the agent's output; the Machine waits", func(t *testing.T) {
 		// A third host joins only now, so it is the only free one.
-		h := registerHost(t, mr.Status.RegistrationURL, "52:54:00:0c:a9:03")
+		h := registerHost(t, regConfig, "52:54:00:0c:a9:03")
 		third := inventoryWithSecret(t, ns, h.root)
 		waitInventory(t, ns, third, 2*time.Minute, func(mi *elementalv1.MachineInventory) error {
 			if mi.Status.Phase != "Available" {
@@ -285,26 +297,52 @@ func TestClusterAPIProvisioning(t *testing.T) {
 	})
 }
 
-// registerHost runs our elemental-register client against a fake host tree
-// and starts the real agent from the connection file it wrote.
-func registerHost(t *testing.T, url, mac string) *host {
+// rancherHTTP trusts Rancher's CA only: an admin's tool talking to Rancher.
+func rancherHTTP() *http.Client {
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(rancher.CAPEM)
+	return &http.Client{
+		Timeout:       time.Minute,
+		Transport:     &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// rancherGet is a plain GET of url (which must be on Rancher's URL).
+func rancherGet(t *testing.T, url string) (int, http.Header, string) {
 	t.Helper()
-	root := t.TempDir()
-	cfg, err := yaml.Marshal(map[string]interface{}{"elemental": map[string]interface{}{"registration": map[string]interface{}{
-		"url": url, "ca-cert": string(frontDoor.CAPEM), "auth": "mac",
-	}}})
+	require.True(t, strings.HasPrefix(url, rancher.URL+"/"), url)
+	resp, err := rancherHTTP().Get(url)
 	require.NoError(t, err)
-	files := map[string]string{
-		"sys/class/net/eth0/address":    mac + "\n",
-		"sys/class/dmi/id/product_uuid": "4c4c4544-0000-1000-8000-" + strings.ReplaceAll(mac, ":", "") + "\n",
-		"etc/hostname":                  "edge\n",
-		"oem/registration/config.yaml":  string(cfg),
-	}
-	for p, c := range files {
-		require.NoError(t, os.MkdirAll(filepath.Join(root, filepath.Dir(p)), 0o755))
-		require.NoError(t, os.WriteFile(filepath.Join(root, p), []byte(c), 0o644))
-	}
-	_, err = reghost.Run(context.Background(), reghost.Options{Root: root, Install: true, NoToolkit: true})
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, resp.Header, string(body)
+}
+
+// registrationConfig is what an ISO is built with: the plain GET of a
+// registration URL, through Rancher and the tunnel. It must point hosts at
+// Rancher's URL with Rancher's cacerts and nothing else.
+func registrationConfig(t *testing.T, url string) []byte {
+	t.Helper()
+	code, header, body := rancherGet(t, url)
+	require.Equal(t, http.StatusOK, code, body)
+	assert.Contains(t, header.Get("Content-Type"), "application/yaml")
+	var doc protocol.RegistrationDocument
+	require.NoError(t, yaml.Unmarshal([]byte(body), &doc), body)
+	reg := doc.Elemental.Registration
+	assert.Equal(t, url, reg.URL)
+	assert.Equal(t, string(rancher.CAPEM), reg.CACert, "hosts are given Rancher's cacerts, and only that")
+	assert.Equal(t, "mac", reg.Auth)
+	return []byte(body)
+}
+
+// registerHost runs our elemental-register client against a fake host tree
+// whose config is the downloaded registration config, verbatim, and starts
+// the real agent from the connection file it wrote.
+func registerHost(t *testing.T, config []byte, mac string) *host {
+	t.Helper()
+	root, err := registerOnly(t, config, mac)
 	require.NoError(t, err)
 	conn, err := os.ReadFile(filepath.Join(root, reghost.ConnectionInfoPath))
 	require.NoError(t, err)
@@ -319,7 +357,33 @@ func registerHost(t *testing.T, url, mac string) *host {
 	return &host{root: root, agent: a}
 }
 
+// registerOnly is one run of our client on a new host tree; it returns the
+// tree's root and how the run ended.
+func registerOnly(t *testing.T, config []byte, mac string) (string, error) {
+	t.Helper()
+	root := t.TempDir()
+	files := map[string]string{
+		"sys/class/net/eth0/address":    mac + "\n",
+		"sys/class/dmi/id/product_uuid": "4c4c4544-0000-1000-8000-" + strings.ReplaceAll(mac, ":", "") + "\n",
+		"etc/hostname":                  "edge\n",
+		"oem/registration/config.yaml":  string(config),
+	}
+	for p, c := range files {
+		if err := os.MkdirAll(filepath.Join(root, filepath.Dir(p)), 0o755); err != nil {
+			return root, err
+		}
+		if err := os.WriteFile(filepath.Join(root, p), []byte(c), 0o644); err != nil {
+			return root, err
+		}
+	}
+	_, err := reghost.Run(context.Background(), reghost.Options{Root: root, Install: true, NoToolkit: true})
+	return root, err
+}
+
 // inventoryWithSecret is the inventory the host's connection file names.
+// The agent's kubeconfig in that file must be Rancher's local cluster URL
+// with exactly the CA the host was given: the agent can reach the
+// kube-apiserver in no other way.
 func inventoryWithSecret(t *testing.T, ns, root string) string {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join(root, reghost.ConnectionInfoPath))
@@ -331,7 +395,16 @@ func inventoryWithSecret(t *testing.T, ns, root string) string {
 	}
 	require.NoError(t, json.Unmarshal(data, &conn))
 	require.Equal(t, ns, conn.Namespace)
-	require.Contains(t, conn.KubeConfig, frontDoor.URL+"/k8s/clusters/local", "agents reach the apiserver through Rancher")
+	kc, err := clientcmd.Load([]byte(conn.KubeConfig))
+	require.NoError(t, err)
+	require.Len(t, kc.Clusters, 1)
+	for _, c := range kc.Clusters {
+		require.Equal(t, rancher.URL+"/k8s/clusters/local", c.Server, "agents reach the apiserver through Rancher")
+		require.Equal(t, string(rancher.CAPEM), string(c.CertificateAuthorityData), "the agent trusts Rancher's CA only")
+	}
+	envs, err := os.ReadFile(filepath.Join(root, reghost.AgentEnvsPath))
+	require.NoError(t, err)
+	require.Equal(t, "CATTLE_AGENT_STRICT_VERIFY=\"true\"\n", string(envs), "Rancher has cacerts and no agent-tls-mode: strict")
 	return conn.SecretName
 }
 
