@@ -16,6 +16,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"helm.sh/helm/v3/pkg/chartutil"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -149,7 +150,9 @@ func TestOperatorRunsWithExactlyTheChartRBAC(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
-	r, err := render(operatorChart, nil)
+	// Next to Rancher, in both modes: the operator watches the APIService
+	// Secret (the tunnel) and serves its own listener, which the flow uses.
+	r, err := renderFor(operatorChart, chartutil.Values{"registration": map[string]interface{}{"mode": "both"}}, withKinds(rancherKinds...))
 	require.NoError(t, err)
 	granted := applyRBAC(t, ctx, r)
 
