@@ -17,6 +17,8 @@ import (
 	apiextclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/klog/v2"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/elemental-operator/elemental-operator/pkg/operator"
 	"github.com/elemental-operator/elemental-operator/pkg/testenv"
@@ -24,16 +26,33 @@ import (
 
 func main() {
 	hold := flag.Bool("hold", false, "keep the control plane and operator running until Ctrl-C")
-	verbose := flag.Bool("v", false, "show the operator's own log")
+	verbose := flag.Bool("v", false, "print the log of the operator, the simulated Rancher and the tunnel here instead of into a file")
 	flag.Parse()
+	// One log, logrus: the operator's, client-go's and envtest's (through
+	// klog), and the simulated Rancher's and remotedialer's on both ends of
+	// the tunnel (a line per connection, a warning per dropped session).
 	operator.RouteKlogToLogrus()
+	ctrllog.SetLogger(klog.NewKlogr())
+	logFile := ""
 	if !*verbose {
-		logrus.SetLevel(logrus.WarnLevel)
+		// The narration stays clean: the log goes to a file, named up front.
+		logFile = filepath.Join(os.TempDir(), "elemental-demo.log")
+		f, err := os.Create(logFile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "demo failed:", err)
+			os.Exit(1)
+		}
+		defer f.Close()
+		logrus.SetOutput(f)
+		step("the log of the operator, the simulated Rancher and the tunnel goes to %s (-v prints it here)", logFile)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, *hold); err != nil {
 		fmt.Fprintln(os.Stderr, "demo failed:", err)
+		if logFile != "" {
+			fmt.Fprintln(os.Stderr, "the log is in", logFile)
+		}
 		os.Exit(1)
 	}
 }
@@ -51,13 +70,24 @@ func run(ctx context.Context, hold bool) error {
 	defer env.Stop()
 	step("apiserver is up at %s", env.Config.Host)
 
+	step("starting a simulated Rancher: its Settings, its APIService controller and its /v3/connect tunnel server")
+	rancher, err := testenv.StartRancher(env.Config, testenv.RancherOptions{})
+	if err != nil {
+		return err
+	}
+	defer rancher.Stop()
+	step("Rancher serves at %s (its server-url Setting; cacerts holds its CA)", rancher.URL)
+
 	cfg := operator.DefaultConfig()
 	cfg.Namespace = "cattle-elemental-system"
-	cfg.MetricsAddr, cfg.HealthAddr, cfg.RegistrationAddr = "127.0.0.1:18080", "127.0.0.1:19440", "127.0.0.1:18443"
-	// The simulated Rancher has no server-url Setting: point hosts at the
-	// embedded registration server directly.
-	cfg.RegistrationMode = "direct"
-	cfg.ServerURL = "https://127.0.0.1:18443"
+	cfg.MetricsAddr, cfg.HealthAddr = "127.0.0.1:18080", "127.0.0.1:19440"
+	// As installed next to Rancher: hosts reach registration only through
+	// Rancher's URL, so there is no listener of our own.
+	cfg.RegistrationMode, cfg.RegistrationAddr = "rancher", ""
+	if err := createAPIService(ctx, env, rancher, cfg.Namespace, cfg.APIServiceSecret); err != nil {
+		return err
+	}
+
 	opCtx, cancelOp := context.WithCancel(ctx)
 	defer cancelOp()
 	opDone := make(chan error, 1)
@@ -88,7 +118,16 @@ func run(ctx context.Context, hold bool) error {
 	step("operator is leading (holder %s); health on http://%s/healthz, metrics on http://%s/metrics",
 		*lease.Spec.HolderIdentity, cfg.HealthAddr, cfg.MetricsAddr)
 
-	if err := seedFlow(ctx, env, cfg.Namespace); err != nil {
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	err = rancher.WaitSessions(wctx, apiServiceName, 1)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("operator never connected to Rancher: %w", err)
+	}
+	step("operator dialed Rancher's /v3/connect with that token: its tunnel session is up, Rancher routes /elemental/* through it")
+
+	registrationURL, err := seedFlow(ctx, env, rancher)
+	if err != nil {
 		return err
 	}
 
@@ -97,7 +136,12 @@ func run(ctx context.Context, hold bool) error {
 		if err := env.WriteKubeconfig(kubeconfig); err != nil {
 			return err
 		}
-		step("holding; try: kubectl --kubeconfig %s get crds (Ctrl-C to stop)", kubeconfig)
+		caFile := filepath.Join(os.TempDir(), "elemental-demo-rancher-ca.pem")
+		if err := os.WriteFile(caFile, rancher.CAPEM, 0o644); err != nil {
+			return err
+		}
+		step("holding (Ctrl-C to stop); try:\n    kubectl --kubeconfig %s get machineinventories -A\n    curl --cacert %s %s",
+			kubeconfig, caFile, registrationURL)
 		<-ctx.Done()
 	}
 

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sirupsen/logrus"
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -24,17 +25,22 @@ import (
 )
 
 var (
-	env         *testenv.Env
-	binary      string
-	kubeconfig  string
-	rancher     *testenv.SimulatedRancher
-	inventories elementalv1ctl.MachineInventoryClient
-	selectors   elementalv1ctl.MachineInventorySelectorClient
+	env           *testenv.Env
+	binary        string
+	kubeconfig    string
+	rancher       *testenv.SimulatedRancher
+	inventories   elementalv1ctl.MachineInventoryClient
+	selectors     elementalv1ctl.MachineInventorySelectorClient
+	registrations elementalv1ctl.MachineRegistrationClient
 )
 
 func TestMain(m *testing.M) { os.Exit(run(m)) }
 
 func run(m *testing.M) int {
+	// The simulated Rancher (registration tests) runs in this process, and
+	// remotedialer logs every tunnel connection at info level, every dropped
+	// one as a warning.
+	logrus.SetLevel(logrus.ErrorLevel)
 	dir, err := os.MkdirTemp("", "elemental-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -53,6 +59,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer env.Stop()
+	defer stopRancherServer() // before the apiserver goes
 	kubeconfig = filepath.Join(dir, "kubeconfig")
 	if err := env.WriteKubeconfig(kubeconfig); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -67,7 +74,8 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	inventories, selectors = f.Elemental().V1beta1().MachineInventory(), f.Elemental().V1beta1().MachineInventorySelector()
+	el := f.Elemental().V1beta1()
+	inventories, selectors, registrations = el.MachineInventory(), el.MachineInventorySelector(), el.MachineRegistration()
 	return m.Run()
 }
 
@@ -85,12 +93,17 @@ func (p *operatorProcess) Write(b []byte) (int, error) {
 	return p.out.Write(b)
 }
 
-func startOperator(t *testing.T, leaseNamespace string) *operatorProcess {
+// startOperator runs one replica with registration disabled (direct mode
+// without a listener) and short leader-election timings; extra flags come
+// last, so they override those defaults (the flag package keeps the last
+// value).
+func startOperator(t *testing.T, leaseNamespace string, extra ...string) *operatorProcess {
 	t.Helper()
 	p := &operatorProcess{out: &bytes.Buffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(binary, "--kubeconfig", kubeconfig, "--namespace", leaseNamespace,
+	args := []string{"--kubeconfig", kubeconfig, "--namespace", leaseNamespace,
 		"--health-addr", "", "--metrics-addr", "", "--registration-addr", "", "--registration-mode", "direct",
-		"--leader-elect-lease-duration", "4s", "--leader-elect-renew-deadline", "3s", "--leader-elect-retry-period", "500ms")
+		"--leader-elect-lease-duration", "4s", "--leader-elect-renew-deadline", "3s", "--leader-elect-retry-period", "500ms"}
+	p.cmd = exec.Command(binary, append(args, extra...)...)
 	p.cmd.Stdout, p.cmd.Stderr = p, p
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	require.NoError(t, p.cmd.Start())
@@ -98,9 +111,7 @@ func startOperator(t *testing.T, leaseNamespace string) *operatorProcess {
 	t.Cleanup(func() {
 		p.kill()
 		if t.Failed() {
-			p.mu.Lock()
-			out := p.out.String()
-			p.mu.Unlock()
+			out := p.output()
 			if len(out) > 20000 {
 				out = out[len(out)-20000:]
 			}
@@ -108,6 +119,13 @@ func startOperator(t *testing.T, leaseNamespace string) *operatorProcess {
 		}
 	})
 	return p
+}
+
+// output is everything the process wrote so far.
+func (p *operatorProcess) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.String()
 }
 
 func (p *operatorProcess) kill() {
