@@ -69,10 +69,6 @@ type AppContext struct {
 func NewAppContext(cfg *rest.Config, namespace string) (*AppContext, error) {
 	cfg = rest.CopyConfig(cfg)
 	cfg.UserAgent = ControllerName
-	// The API server warns on every write that our (spec-mandated) finalizer
-	// names have no path; say it once.
-	cfg.WarningHandler = rest.NewWarningWriter(logrus.StandardLogger().WriterLevel(logrus.WarnLevel), rest.WarningWriterOptions{Deduplicate: true})
-
 	// Only our own Secrets, ServiceAccounts, Roles and RoleBindings are
 	// cached: a Rancher management cluster has many more, and memory matters.
 	managed := func(opts *metav1.ListOptions) { opts.LabelSelector = elementalv1.ManagedLabel + "=true" }

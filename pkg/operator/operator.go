@@ -46,6 +46,10 @@ func RunWithConfig(parent context.Context, cfg Config, restCfg *rest.Config, ver
 	// Adoption bursts write a lot: the client-side limiter must not be what
 	// bounds throughput (the API server has its own fairness).
 	restCfg.QPS, restCfg.Burst = 500, 1000
+	// The API server warns on every write that our (upstream-compatible)
+	// finalizer names have no path: the controllers and the registration
+	// server share one writer that says it once.
+	restCfg.WarningHandler = rest.NewWarningWriter(logrus.StandardLogger().WriterLevel(logrus.WarnLevel), rest.WarningWriterOptions{Deduplicate: true})
 
 	ctx, cancel := context.WithCancelCause(parent)
 	defer cancel(nil)
