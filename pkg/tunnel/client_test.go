@@ -20,10 +20,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rancher/remotedialer"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/elemental-operator/elemental-operator/pkg/metrics"
 )
 
 // fakeRancher is the real remotedialer server behind /v3/connect, accepting
@@ -226,4 +229,38 @@ func TestTunnelReconnectsWithoutLeaks(t *testing.T) {
 	assert.Less(t, int64(h1)-int64(h0), int64(8<<20), "heap must not grow by 8 MiB over 100 reconnects")
 	cancel()
 	c.Wait()
+}
+
+// Rancher unreachable: every dial fails, the client keeps trying with its
+// bounded backoff, and 100 failed dials leave no goroutines or heap behind.
+func TestTunnelUnreachableRancherDoesNotLeak(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close()) // nothing listens there now
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	opts := fastOptions(echo())
+	opts.MinBackoff, opts.MaxBackoff = time.Millisecond, 2*time.Millisecond
+	c := newClient(ctx, opts)
+	g0 := runtime.NumGoroutine()
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	h0 := ms.HeapInuse
+	failed := func() float64 { return testutil.ToFloat64(metrics.TunnelConnects.WithLabelValues("failed")) }
+	before := failed()
+	c.update(secret(map[string]string{"url": "https://" + addr + "/v3/connect", "token": "t"}))
+	waitStatus(t, c, func(s Status) bool { return failed()-before >= 100 })
+	s := c.Status()
+	assert.False(t, s.Connected)
+	assert.Contains(t, s.Reason, "dialing Rancher")
+	cancel()
+	c.Wait()
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	g1 := runtime.NumGoroutine()
+	t.Logf("after %v failed dials: goroutines %d -> %d, heap in use %d KiB -> %d KiB", failed()-before, g0, g1, h0/1024, ms.HeapInuse/1024)
+	assert.LessOrEqual(t, g1, g0+2)
+	assert.Less(t, int64(ms.HeapInuse)-int64(h0), int64(4<<20))
 }
