@@ -1,6 +1,7 @@
-// Package controllers is the composition root: it builds every typed
-// controller on one shared lasso controller factory, registers the handlers of
-// each controller package, and starts them (inside leader election).
+// Package controllers is the controllers' composition point (pkg/operator is
+// the process's composition root): it builds every typed controller on one
+// shared lasso controller factory, registers the handlers of each controller
+// package and the inventories gauge, and starts them (inside leader election).
 package controllers
 
 import (
@@ -74,14 +75,15 @@ func NewAppContext(cfg *rest.Config, namespace string) (*AppContext, error) {
 		return nil, err
 	}
 	scf := controller.NewSharedControllerFactory(cache.NewSharedCachedFactory(clients, &cache.SharedCacheFactoryOptions{
-		// A slow resync is a safety net, not the mechanism (capi-rancher.md §5.3).
+		// A slow resync is a safety net, not the mechanism (docs/contracts.md, Cluster API).
 		DefaultResync: 5 * time.Minute,
 		KindTweakList: map[schema.GroupVersionKind]cache.TweakListOptionsFunc{
 			corev1.SchemeGroupVersion.WithKind("Secret"): managed,
 		},
 	}), &controller.SharedControllerFactoryOptions{
 		// Conflicts are expected under contention: retry fast, back off to 30s
-		// (the cap capi-rancher.md §4 asks for missing bootstrap data).
+		// (the cap on retrying missing bootstrap data, see docs/contracts.md,
+		// Cluster API).
 		DefaultRateLimiter: workqueue.NewTypedItemExponentialFailureRateLimiter[any](5*time.Millisecond, 30*time.Second),
 		DefaultWorkers:     5,
 	})
