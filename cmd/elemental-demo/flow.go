@@ -75,7 +75,7 @@ func seedFlow(ctx context.Context, env *testenv.Env, rancherServer *testenv.Ranc
 		_, err := client.Register(ctx, client.Request{
 			URL: reg.URL, CACert: reg.CACert, Authorization: client.PlainAuth(mac),
 			Smbios:     map[string]interface{}{"System Information": map[string]interface{}{"Manufacturer": "QEMU", "UUID": fmt.Sprintf("uuid-%d", i)}},
-			SystemData: map[string]interface{}{"CPU": map[string]interface{}{"TotalCores": fmt.Sprint(4 * (i + 1))}}, // leaves are strings (protocol §7.5)
+			SystemData: map[string]interface{}{"CPU": map[string]interface{}{"TotalCores": fmt.Sprint(4 * (i + 1))}}, // leaves are strings, as the real client sends them
 			Labels:     map[string]string{"InternalIP": fmt.Sprintf("192.168.122.%d", 50+i)},
 		})
 		if err != nil {

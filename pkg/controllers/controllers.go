@@ -1,6 +1,7 @@
-// Package controllers is the composition root: it builds every typed
-// controller on one shared lasso controller factory, registers the handlers of
-// each controller package, and starts them (inside leader election).
+// Package controllers is the controllers' composition point (pkg/operator is
+// the process's composition root): it builds every typed controller on one
+// shared lasso controller factory, registers the handlers of each controller
+// package and the inventories gauge, and starts them (inside leader election).
 package controllers
 
 import (
@@ -10,19 +11,16 @@ import (
 
 	"github.com/rancher/lasso/pkg/cache"
 	"github.com/rancher/lasso/pkg/controller"
-	"github.com/rancher/wrangler/v3/pkg/apply"
 	corectl "github.com/rancher/wrangler/v3/pkg/generated/controllers/core"
 	corev1ctl "github.com/rancher/wrangler/v3/pkg/generated/controllers/core/v1"
-	rbacctl "github.com/rancher/wrangler/v3/pkg/generated/controllers/rbac"
-	rbacv1ctl "github.com/rancher/wrangler/v3/pkg/generated/controllers/rbac/v1"
 	"github.com/rancher/wrangler/v3/pkg/generic"
 	"github.com/rancher/wrangler/v3/pkg/schemes"
 	"github.com/rancher/wrangler/v3/pkg/start"
 	"github.com/sirupsen/logrus"
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
@@ -42,6 +40,7 @@ import (
 	elementalv1beta1ctl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/elemental.cattle.io/v1beta1"
 	mgmtctl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/management.cattle.io"
 	mgmtv3ctl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/management.cattle.io/v3"
+	"github.com/elemental-operator/elemental-operator/pkg/metrics"
 )
 
 // ControllerName is the field manager, user agent and event source.
@@ -52,12 +51,10 @@ const ControllerName = "elemental-operator"
 type AppContext struct {
 	Elemental  elementalv1beta1ctl.Interface
 	Core       corev1ctl.Interface
-	RBAC       rbacv1ctl.Interface
 	CAPI       capiv1beta2ctl.Interface
 	Management mgmtv3ctl.Interface
 
 	K8s      kubernetes.Interface
-	Apply    apply.Apply
 	Recorder record.EventRecorder
 
 	Namespace string
@@ -69,25 +66,24 @@ type AppContext struct {
 func NewAppContext(cfg *rest.Config, namespace string) (*AppContext, error) {
 	cfg = rest.CopyConfig(cfg)
 	cfg.UserAgent = ControllerName
-	// Only our own Secrets, ServiceAccounts, Roles and RoleBindings are
-	// cached: a Rancher management cluster has many more, and memory matters.
+	// Only our own Secrets are cached: a Rancher management cluster has many
+	// more, and memory matters. (ServiceAccounts, Roles and RoleBindings are
+	// never read from a cache: pkg/credentials gets and creates them directly.)
 	managed := func(opts *metav1.ListOptions) { opts.LabelSelector = elementalv1.ManagedLabel + "=true" }
 	clients, err := newClientFactory(cfg, schemes.All)
 	if err != nil {
 		return nil, err
 	}
 	scf := controller.NewSharedControllerFactory(cache.NewSharedCachedFactory(clients, &cache.SharedCacheFactoryOptions{
-		// A slow resync is a safety net, not the mechanism (capi-rancher.md §5.3).
+		// A slow resync is a safety net, not the mechanism (docs/contracts.md, Cluster API).
 		DefaultResync: 5 * time.Minute,
 		KindTweakList: map[schema.GroupVersionKind]cache.TweakListOptionsFunc{
-			corev1.SchemeGroupVersion.WithKind("Secret"):         managed,
-			corev1.SchemeGroupVersion.WithKind("ServiceAccount"): managed,
-			rbacv1.SchemeGroupVersion.WithKind("Role"):           managed,
-			rbacv1.SchemeGroupVersion.WithKind("RoleBinding"):    managed,
+			corev1.SchemeGroupVersion.WithKind("Secret"): managed,
 		},
 	}), &controller.SharedControllerFactoryOptions{
 		// Conflicts are expected under contention: retry fast, back off to 30s
-		// (the cap capi-rancher.md §4 asks for missing bootstrap data).
+		// (the cap on retrying missing bootstrap data, see docs/contracts.md,
+		// Cluster API).
 		DefaultRateLimiter: workqueue.NewTypedItemExponentialFailureRateLimiter[any](5*time.Millisecond, 30*time.Second),
 		DefaultWorkers:     5,
 	})
@@ -98,10 +94,6 @@ func NewAppContext(cfg *rest.Config, namespace string) (*AppContext, error) {
 		return nil, err
 	}
 	core, err := corectl.NewFactoryFromConfigWithOptions(cfg, opts)
-	if err != nil {
-		return nil, err
-	}
-	rbac, err := rbacctl.NewFactoryFromConfigWithOptions(cfg, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -118,10 +110,6 @@ func NewAppContext(cfg *rest.Config, namespace string) (*AppContext, error) {
 	if err != nil {
 		return nil, err
 	}
-	ap, err := apply.NewForConfig(cfg)
-	if err != nil {
-		return nil, err
-	}
 
 	broadcaster := record.NewBroadcaster()
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: k8s.CoreV1().Events("")})
@@ -130,14 +118,12 @@ func NewAppContext(cfg *rest.Config, namespace string) (*AppContext, error) {
 	return &AppContext{
 		Elemental:  elemental.Elemental().V1beta1(),
 		Core:       core.Core().V1(),
-		RBAC:       rbac.Rbac().V1(),
 		CAPI:       capi.Cluster().V1beta2(),
 		Management: mgmt.Management().V3(),
 		K8s:        k8s,
-		Apply:      ap.WithSetOwnerReference(true, false),
 		Recorder:   recorder,
 		Namespace:  namespace,
-		starters:   []start.Starter{elemental, core, rbac, capi, mgmt},
+		starters:   []start.Starter{elemental, core, capi, mgmt},
 	}, nil
 }
 
@@ -165,10 +151,43 @@ func Register(ctx context.Context, app *AppContext, opts Options) error {
 		return err
 	}
 	machineinventoryselectortemplate.Register(ctx, app.Elemental.MachineInventorySelectorTemplate(), app.Elemental.MachineInventory())
+	metrics.SetInventorySource(inventoryCounts(app.Elemental.MachineInventory().Cache()))
 	if err := registerProvisioning(ctx, app); err != nil {
 		return err
 	}
 	return nil
+}
+
+// inventoryCounts is what the elemental_operator_inventories gauge reports at
+// scrape time: inventories per namespace and state (free, claimed, other),
+// counted from the shared cache.
+func inventoryCounts(cache elementalv1beta1ctl.MachineInventoryCache) func() map[[2]string]int {
+	return func() map[[2]string]int {
+		out := map[[2]string]int{}
+		all, err := cache.List("", labels.Everything())
+		if err != nil {
+			return out
+		}
+		for _, mi := range all {
+			state := "other"
+			if machineinventoryselector.Free(mi) {
+				state = "free"
+			} else if claimed(mi) {
+				state = "claimed"
+			}
+			out[[2]string{mi.Namespace, state}]++
+		}
+		return out
+	}
+}
+
+func claimed(mi *elementalv1.MachineInventory) bool {
+	for _, ref := range mi.OwnerReferences {
+		if ref.Kind == "MachineInventorySelector" {
+			return true
+		}
+	}
+	return false
 }
 
 // registerProvisioning wires the selector side, which needs the Cluster API

@@ -1,7 +1,7 @@
 // Package credentials manages the per-inventory agent credentials: a
 // ServiceAccount, a Role that reaches only the inventory's plan Secret, and a
 // RoleBinding, all named elemental-agent-<inventory> and owned by it; tokens
-// come from the TokenRequest API (plans.md §9.2). The registration server
+// come from the TokenRequest API (docs/contracts.md, Plan Secret). The registration server
 // creates the ServiceAccount of a new host (EnsureServiceAccount) and issues
 // its token; the inventory controller grants the access (EnsureAccess).
 package credentials

@@ -12,7 +12,7 @@ import (
 )
 
 // bootstrapGuard runs the install script once per claim: the agent re-runs
-// one-time instructions at every start (plans.md §6.2).
+// one-time instructions at every start (docs/contracts.md, Plan Secret).
 const bootstrapGuard = "[ -f /var/lib/rancher/bootstrap_done ] || /var/lib/rancher/bootstrap.sh && touch /var/lib/rancher/bootstrap_done"
 
 var dropIns = []string{
@@ -77,7 +77,7 @@ func Bootstrap(name string, script []byte, labels map[string]string) (plan []byt
 }
 
 // NodeLabelAllowed reports whether the kubelet accepts key in --node-labels
-// (plans.md §6.2), and leaves out our internal identity label.
+// (docs/contracts.md, Plan Secret), and leaves out our internal identity label.
 func NodeLabelAllowed(key string) bool {
 	if key == elementalv1.IdentityHashLabel {
 		return false
@@ -113,7 +113,7 @@ stages:
         - systemctl start elemental-register-reset
 `
 
-// Reset is upstream's reset plan (plans.md §6.3). networkConfigured adds the
+// Reset is upstream's reset plan (docs/contracts.md, Plan Secret). networkConfigured adds the
 // step that restores the first-boot network config.
 func Reset(networkConfigured bool) ([]byte, error) {
 	p := rplan.Plan{Files: []rplan.File{file("/oem/reset-cloud-config.yaml", "0600", []byte(resetCloudConfig))}}
@@ -132,7 +132,7 @@ func plainInstruction(name, command string, args ...string) rplan.OneTimeInstruc
 	return rplan.OneTimeInstruction{CommonInstruction: rplan.CommonInstruction{Name: name, Command: command, Args: args}}
 }
 
-// UnmanagedReset is the marker-only reset for os.unmanaged hosts (plans.md §6.4).
+// UnmanagedReset is the marker-only reset for os.unmanaged hosts (docs/contracts.md, Plan Secret).
 func UnmanagedReset(now time.Time) ([]byte, error) {
 	return Encode(rplan.Plan{Files: []rplan.File{
 		file("/var/lib/elemental/.unmanaged_reset", "0600", []byte(now.UTC().Format("2006-01-02 15:04:05"))),
@@ -150,7 +150,7 @@ var uninstallers = []string{
 }
 
 // ReleaseScript uninstalls what a bootstrap installed and removes its files,
-// idempotently, so the host can be claimed again (plans.md §6.5).
+// idempotently, so the host can be claimed again (docs/contracts.md, Plan Secret).
 func ReleaseScript() string {
 	var b strings.Builder
 	b.WriteString("set -u\n")

@@ -1,5 +1,5 @@
 // Package plans builds the rancher-system-agent plans the operator writes into
-// inventory plan Secrets, and reads back what the agent reports (plans.md).
+// inventory plan Secrets, and reads back what the agent reports (docs/contracts.md, Plan Secret).
 // Everything here is pure: no API calls.
 package plans
 
@@ -12,7 +12,7 @@ import (
 	rplan "github.com/rancher/rancher/pkg/plan"
 )
 
-// Secret data keys (plans.md §2).
+// Secret data keys (docs/contracts.md, Plan Secret).
 const (
 	KeyPlan            = "plan"
 	KeyAppliedChecksum = "applied-checksum"
@@ -28,7 +28,7 @@ const (
 // Empty is the initial plan: exactly the two bytes `{}`.
 var Empty = []byte("{}")
 
-// EmptyChecksum is sha256("{}"), the golden value of plans.md §3.
+// EmptyChecksum is sha256("{}"), the golden value (see docs/contracts.md, Plan Secret).
 const EmptyChecksum = "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
 
 // Checksum is lowercase hex sha256 over the exact stored bytes, as the agent computes it.

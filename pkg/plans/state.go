@@ -15,7 +15,7 @@ import (
 	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
 )
 
-// maxOutputTail bounds failure output copied into conditions (plans.md §7).
+// maxOutputTail bounds failure output copied into conditions (docs/contracts.md, Plan Secret).
 const maxOutputTail = 1024
 
 // maxDecodedOutput bounds what is decompressed from agent output, so a huge

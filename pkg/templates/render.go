@@ -1,6 +1,6 @@
 // Package templates renders MachineRegistration templates (machineName, label
 // and annotation templates, client label values) and sanitizes the results
-// (registration-protocol.md §10).
+// (docs/contracts.md, elemental-register).
 package templates
 
 import (
@@ -48,7 +48,7 @@ func Render(tmpl string, data map[string]interface{}) (string, error) {
 
 func lookup(variable string, data map[string]interface{}) (string, error) {
 	path := strings.Split(variable, "/")
-	// Random is built in and always wins over client data (§10.2: added last).
+	// Random is built in and always wins over client data (it is added last).
 	if path[0] == "Random" {
 		return random(variable, path[1:])
 	}

@@ -36,7 +36,7 @@ func trim(s string) string {
 	return s[i:j]
 }
 
-// LabelValue sanitizes a rendered label value (§10.4). Trimming is re-applied
+// LabelValue sanitizes a rendered label value. Trimming is re-applied
 // after truncation, so the result is always a valid label value (op#306).
 func LabelValue(s string) string {
 	s = labelInvalid.ReplaceAllString(s, "-")

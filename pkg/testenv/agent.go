@@ -51,7 +51,7 @@ type AgentOptions struct {
 // StartAgent runs the agent as root under `unshare --mount`. It fails, never
 // skips, when that is impossible: the suite runs where it is possible.
 func StartAgent(opts AgentOptions) (*Agent, error) {
-	if err := resolveAssets(); err != nil {
+	if err := resolveAssets(systemAgentEnv); err != nil {
 		return nil, err
 	}
 	bin := os.Getenv(systemAgentEnv)

@@ -27,7 +27,7 @@ type CAPIManager struct {
 // Its webhook server binds every interface on a fixed port, so callers run
 // in a private network namespace (ReexecInPrivateNetwork).
 func StartCAPIManager(cfg *rest.Config) (*CAPIManager, error) {
-	if err := resolveAssets(); err != nil {
+	if err := resolveAssets(capiManagerEnv); err != nil {
 		return nil, err
 	}
 	bin := os.Getenv(capiManagerEnv)

@@ -22,7 +22,7 @@ import (
 )
 
 // SimulatedAgents answer every inventory plan Secret of a namespace the way
-// rancher-system-agent's checksum protocol does (plans.md §4), without
+// rancher-system-agent's checksum protocol does (docs/contracts.md, Plan Secret), without
 // running anything: for tests and benchmarks at a scale where real agents
 // would not fit. A plan containing FailMarker is reported as failed.
 type SimulatedAgents struct {

@@ -18,7 +18,7 @@ import (
 )
 
 // SimulatedRancher does what Rancher's provisioning and the CAPI MachineSet
-// controller do for one machine (capi-rancher.md §10): a bootstrap Secret, a
+// controller do for one machine (docs/architecture.md, pkg/testenv): a bootstrap Secret, a
 // Machine, and a selector cloned from a template, owned by the Machine.
 type SimulatedRancher struct {
 	Client    kubernetes.Interface

@@ -206,7 +206,7 @@ func TestDefaultsMatchTheOperator(t *testing.T) {
 	require.NotNil(t, cr)
 	assert.NotContains(t, mustJSON(t, cr), "customresourcedefinitions")
 
-	// The CAPI aggregation role of capi-rancher.md §8.1.
+	// The CAPI aggregation role (see docs/contracts.md, Cluster API: RBAC).
 	agg := r.find("ClusterRole", "elemental-capi-manager")
 	require.NotNil(t, agg)
 	assert.Equal(t, "true", agg.GetLabels()["cluster.x-k8s.io/aggregate-to-manager"])

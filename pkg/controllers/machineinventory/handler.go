@@ -97,7 +97,7 @@ func (h *handler) writePlan(secret *corev1.Secret, plan []byte, planType string)
 }
 
 // release runs the cleanup plan after a bootstrap, then the empty plan
-// (plans.md §6.5). done means the inventory is back to the empty plan.
+// (docs/contracts.md, Plan Secret). done means the inventory is back to the empty plan.
 func (h *handler) release(mi *elementalv1.MachineInventory, secret *corev1.Secret) (*corev1.Secret, bool, error) {
 	planType := secret.Annotations[elementalv1.PlanTypeAnnotation]
 	current := plans.Checksum(secret.Data[plans.KeyPlan])

@@ -20,7 +20,7 @@ import (
 )
 
 // allocator is the one writer that decides which selector gets which
-// inventory (capi-rancher.md §5.3). It works per namespace: every event that
+// inventory (docs/contracts.md, Cluster API). It works per namespace: every event that
 // may change a pairing enqueues the namespace, and one pass pairs all waiting
 // selectors with free inventories. Passes over the same namespace never run
 // concurrently (workqueue semantics), so two selectors are never handed the
@@ -30,7 +30,7 @@ type allocator struct {
 	inventories elementalctl.MachineInventoryController
 	invCache    elementalctl.MachineInventoryCache
 	selectors   elementalctl.MachineInventorySelectorCache
-	// paused says whether a selector must be left alone (capi-rancher.md §5.5).
+	// paused says whether a selector must be left alone (docs/contracts.md, Cluster API).
 	paused func(mis *elementalv1.MachineInventorySelector) bool
 
 	// onJudged is told when a pass leaves a selector without an inventory

@@ -10,7 +10,7 @@ import (
 
 // finalize gives the claimed inventory back (or deletes it, per its policy)
 // and removes the finalizer at once: it never waits for the host
-// (capi-rancher.md §9.1).
+// (docs/contracts.md, Cluster API).
 func (h *handler) finalize(mis *elementalv1.MachineInventorySelector) (*elementalv1.MachineInventorySelector, error) {
 	if !hasFinalizer(mis) {
 		return mis, nil

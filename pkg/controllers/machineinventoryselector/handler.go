@@ -65,7 +65,7 @@ func (h *handler) OnChange(_ string, mis *elementalv1.MachineInventorySelector) 
 
 // repair finds the claimed inventory through the owner index: the
 // inventory's ownerRef is authoritative, status.machineInventoryRef only
-// mirrors it (capi-rancher.md §5.3 step 1).
+// mirrors it (docs/contracts.md, Cluster API).
 func (h *handler) repair(mis *elementalv1.MachineInventorySelector) (*elementalv1.MachineInventory, observation, error) {
 	owned, err := h.inventories.Cache().GetByIndex(ByOwnerSelectorUID, string(mis.UID))
 	if err != nil {

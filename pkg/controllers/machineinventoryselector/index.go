@@ -28,8 +28,8 @@ func claimOf(mi *elementalv1.MachineInventory) (name string, uid string, ok bool
 	return "", "", false
 }
 
-// Free reports whether an inventory may be claimed (capi-rancher.md §5.3 step
-// 2): unclaimed, not deleting, not being released, Ready, with the empty plan.
+// Free reports whether an inventory may be claimed (the candidates of the
+// claim protocol, see docs/contracts.md, Cluster API): unclaimed, not deleting, not being released, Ready, with the empty plan.
 func Free(mi *elementalv1.MachineInventory) bool {
 	if _, _, claimed := claimOf(mi); claimed {
 		return false

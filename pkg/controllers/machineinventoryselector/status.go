@@ -34,7 +34,7 @@ type observation struct {
 }
 
 // buildStatus derives the selector status. It never touches providerID, and
-// sets addresses only once (capi-rancher.md §6); ready is never reverted.
+// sets addresses only once (docs/contracts.md, Cluster API); ready is never reverted.
 func buildStatus(mis *elementalv1.MachineInventorySelector, obs observation) elementalv1.MachineInventorySelectorStatus {
 	st := *mis.Status.DeepCopy()
 	st.Conditions = conditions.DropLegacy(st.Conditions)

@@ -15,7 +15,7 @@ import (
 const transientDelay = 5 * time.Second
 
 // deferTransient decides whether an in-progress status can go unwritten
-// (capi-rancher.md §5.3 step 5 records the claim in the same write that
+// (the claim protocol records the claim in the same status write that
 // follows, usually the one that sets ready):
 //
 //   - waiting for the allocator: not written until an allocation pass has

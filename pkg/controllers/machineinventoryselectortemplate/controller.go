@@ -16,7 +16,6 @@ import (
 	"github.com/elemental-operator/elemental-operator/pkg/conditions"
 	"github.com/elemental-operator/elemental-operator/pkg/controllers/machineinventoryselector"
 	elementalctl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/elemental.cattle.io/v1beta1"
-	"github.com/elemental-operator/elemental-operator/pkg/metrics"
 )
 
 // coalesce batches inventory events: during a burst (a pool registering, an
@@ -31,24 +30,6 @@ type handler struct {
 // Register wires the template status handler and the inventory watch.
 func Register(ctx context.Context, templates elementalctl.MachineInventorySelectorTemplateController, inventories elementalctl.MachineInventoryController) {
 	h := &handler{templates: templates, inventories: inventories.Cache()}
-	cache := inventories.Cache()
-	metrics.SetInventorySource(func() map[[2]string]int {
-		out := map[[2]string]int{}
-		all, err := cache.List("", labels.Everything())
-		if err != nil {
-			return out
-		}
-		for _, mi := range all {
-			state := "other"
-			if machineinventoryselector.Free(mi) {
-				state = "free"
-			} else if claimed(mi) {
-				state = "claimed"
-			}
-			out[[2]string{mi.Namespace, state}]++
-		}
-		return out
-	})
 	templates.OnChange(ctx, "machineinventoryselectortemplate-capacity", h.OnChange)
 	inventories.OnChange(ctx, "inventory-to-template", func(_ string, mi *elementalv1.MachineInventory) (*elementalv1.MachineInventory, error) {
 		if mi == nil {
@@ -63,15 +44,6 @@ func Register(ctx context.Context, templates elementalctl.MachineInventorySelect
 		}
 		return mi, nil
 	})
-}
-
-func claimed(mi *elementalv1.MachineInventory) bool {
-	for _, ref := range mi.OwnerReferences {
-		if ref.Kind == "MachineInventorySelector" {
-			return true
-		}
-	}
-	return false
 }
 
 // OnChange recounts one template from the namespace's inventories (cache).

@@ -1,5 +1,5 @@
 // Package machineregistration keeps every MachineRegistration's token,
-// registration URL and Ready condition current (crds.md §1). It runs on the
+// registration URL and Ready condition current (docs/contracts.md, Our CRDs). It runs on the
 // leader only and is the only writer of MachineRegistration status.
 package machineregistration
 

@@ -1,6 +1,6 @@
 // Package client is our elemental-register host side: it dials the
 // registration URL, authenticates, sends the host's facts and returns the
-// Config reply, exactly as the real client does (registration-protocol.md §6.1).
+// Config reply, exactly as the real client does (docs/contracts.md, elemental-register).
 package client
 
 import (
@@ -26,7 +26,7 @@ type Request struct {
 	// Authorization is the header value, e.g. "Bearer PLAIN52:54:00:…".
 	Authorization string
 	// Authenticate, set for TPM authorization, answers the server's
-	// credential-activation challenge (§5) over ch before Ready is expected.
+	// credential-activation challenge over ch before Ready is expected.
 	// ch frames like upstream elemental-register (see Channel).
 	Authenticate func(ch io.ReadWriter) error
 	// Update is set for re-registrations (the state file has initialRegistration).

@@ -29,7 +29,7 @@ import (
 	"github.com/elemental-operator/elemental-operator/pkg/register/tpm"
 )
 
-// Default paths (registration-protocol.md §11).
+// Default paths (docs/contracts.md, elemental-register).
 const (
 	ConfigPath = "/oem/registration/config.yaml"
 	StatePath  = "/oem/registration/state.yaml"
@@ -59,7 +59,7 @@ type Config struct {
 	} `yaml:"elemental"`
 }
 
-// State is the registration state file (§11.3).
+// State is the registration state file (kept across runs).
 type State struct {
 	InitialRegistration *time.Time `yaml:"initialRegistration,omitempty"`
 	EmulatedTPM         bool       `yaml:"emulatedTPM,omitempty"`
@@ -210,12 +210,13 @@ func authenticator(reg Registration, f Facts, state *State) (auth, error) {
 	return auth{}, fmt.Errorf("unknown auth method %q", reg.Auth)
 }
 
-// validUUID refuses what firmware writes when it has no UUID (§3.3).
+// validUUID refuses what firmware writes when it has no UUID
+// ("Unspecified", "None", "Not Settable", "Not Present").
 func validUUID(u string) bool {
 	return u != "" && u != "Unspecified" && u != "None" && !strings.HasPrefix(u, "Not ")
 }
 
-// EmulatedSeed chooses the emulated TPM's seed (registration-protocol.md §3.1):
+// EmulatedSeed chooses the emulated TPM's seed (docs/contracts.md, elemental-register):
 // a seed already in state wins; else a configured -1 derives one from the
 // SMBIOS UUID (its hex digits as one integer, low 64 bits as int64; a random
 // int63 without a usable UUID); else the configured seed.
@@ -313,7 +314,7 @@ func writeFile(path string, data []byte) error {
 	return os.WriteFile(path, data, 0o600)
 }
 
-// AgentFiles are the three files the unmanaged install writes (§11.2).
+// AgentFiles are the three files the unmanaged install writes (agent config, environment and connection file).
 func AgentFiles(sa protocol.SystemAgent, caCert string) (map[string][]byte, error) {
 	if sa.URL == "" || sa.Token == "" || sa.SecretName == "" || sa.SecretNamespace == "" {
 		return nil, errors.New("the Config reply has no complete system-agent section")

@@ -6,7 +6,8 @@ import (
 	"github.com/stretchr/testify/assert"
 )
 
-// The seed table of registration-protocol.md §3.1.
+// The emulated-TPM seed rules (see docs/contracts.md, elemental-register):
+// -1 derives the seed from the SMBIOS UUID, 0 is a new identity every run.
 func TestEmulatedSeed(t *testing.T) {
 	const uuid = "fd95324a-c26b-4e28-8727-1dcec293a0ec"
 	// Low 64 bits of 0xfd95324ac26b4e2887271dcec293a0ec, as int64.

@@ -13,7 +13,7 @@ import (
 )
 
 // Registration is the registration block hosts receive: exactly the six keys
-// the server echoes, in upstream's field order (registration-protocol.md §2).
+// the server echoes, in upstream's field order (docs/contracts.md, elemental-register).
 type Registration struct {
 	URL             string `yaml:"url,omitempty" json:"url,omitempty"`
 	CACert          string `yaml:"ca-cert,omitempty" json:"ca-cert,omitempty"`
@@ -47,13 +47,13 @@ type Elemental struct {
 	SystemAgent  SystemAgent         `yaml:"system-agent,omitempty"`
 }
 
-// Config is the payload of the Config message (registration-protocol.md §7.9).
+// Config is the payload of the Config message (docs/contracts.md, elemental-register).
 type Config struct {
 	Elemental   Elemental               `yaml:"elemental"`
 	CloudConfig map[string]RawExtension `yaml:"cloud-config,omitempty"`
 }
 
-// RegistrationDocument is the plain-GET answer (registration-protocol.md §2).
+// RegistrationDocument is the plain-GET answer (docs/contracts.md, elemental-register).
 type RegistrationDocument struct {
 	Elemental struct {
 		Registration Registration `yaml:"registration"`

@@ -1,7 +1,7 @@
 // Package protocol is the elemental-register wire protocol (protocol version
 // 12), shared by the registration server and our client: message types, the
 // one-byte framing, payload codecs and the YAML documents exchanged
-// (registration-protocol.md §4–§7).
+// (docs/contracts.md, elemental-register).
 package protocol
 
 import (

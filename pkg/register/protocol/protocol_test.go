@@ -14,7 +14,7 @@ import (
 	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
 )
 
-// Golden (spec/README.md): 05 0C → 05 0C, 05 0D → 05 0C, type > 0C rejected.
+// Golden: 05 0C → 05 0C, 05 0D → 05 0C, type > 0C rejected.
 func TestVersionFramesGolden(t *testing.T) {
 	for _, tc := range []struct{ in, want []byte }{
 		{[]byte{0x05, 0x0C}, []byte{0x05, 0x0C}},
@@ -103,7 +103,7 @@ type upstreamConfig struct {
 	CloudConfig map[string]runtime.RawExtension `yaml:"cloud-config"`
 }
 
-// Golden (spec/README.md): the cloud-config encoding decodes into
+// Golden (docs/contracts.md, elemental-register): the cloud-config encoding decodes into
 // map[string]runtime.RawExtension with yaml.v3 and each Raw is valid JSON.
 func TestCloudConfigEncodingGolden(t *testing.T) {
 	cc, err := CloudConfig(map[string]runtime.RawExtension{

@@ -1,5 +1,5 @@
 // Package settings reads the Rancher Settings onboarding depends on
-// (capi-rancher.md §7): effective value = value, else default; a missing
+// (docs/contracts.md, Rancher: Settings): effective value = value, else default; a missing
 // Setting CRD (no Rancher) means every Setting is empty.
 package settings
 

@@ -1,6 +1,6 @@
-// Package tpm is the host's TPM side of registration (registration-protocol.md
-// §3.1 and §5): it attests a hardware TPM or the in-process TPM simulator and
-// answers the server's credential-activation challenge. The TPM code is
+// Package tpm is the host's TPM side of registration (see docs/contracts.md,
+// elemental-register): it attests a hardware TPM or the in-process TPM
+// simulator and answers the server's credential-activation challenge. The TPM code is
 // github.com/rancher-sandbox/go-tpm, the module upstream elemental-register
 // uses, which needs cgo (a C compiler and OpenSSL's libcrypto headers). A
 // build without cgo compiles a twin that reports ErrUnavailable, so

@@ -57,7 +57,7 @@ const (
 	ConditionPaused             = "Paused"
 )
 
-// Condition reasons, grouped by the object that carries them (crds.md §1.4, §2.4, §3.3).
+// Condition reasons, grouped by the object that carries them (docs/contracts.md, Our CRDs).
 const (
 	// MachineRegistration
 	ReasonSuccessfullyCreated      = "SuccessfullyCreated"
