@@ -202,9 +202,8 @@ func TestProtocolErrors(t *testing.T) {
 	expectError(t, bin(append([]byte{0x03}, `{"a":1}`...)), "invalid JSON payload")
 	expectError(t, bin(append([]byte{0x02}, `[1]`...)), "invalid JSON payload")
 	expectError(t, func(ws *websocket.Conn) { require.NoError(t, ws.WriteMessage(websocket.TextMessage, []byte{0x04})) }, "text messages")
-	// Oversized: over the conversation's byte budget (below the 4 MiB
-	// message cap), refused with Error and Close 1008.
-	expectError(t, bin(append([]byte{0x0B}, make([]byte, protocol.MaxMessageSize+1)...)), "registration data over the limit")
+	// Oversized: the WebSocket layer closes with 1009 (message too big).
+	expectCode(t, bin(append([]byte{0x0B}, make([]byte, protocol.MaxMessageSize+1)...)), "", websocket.CloseMessageTooBig)
 
 	// Old protocol: Close 1002.
 	ws, _, _ := dial(t, url, "Bearer PLAIN52:54:00:e0:e0:e1")
