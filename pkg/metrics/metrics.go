@@ -51,6 +51,7 @@ func Register(version string) {
 			ReconcileErrors,
 			TunnelConnected,
 			TunnelConnects,
+			RegistrationRefusals,
 			inventoryCollector{},
 		)
 		lassometrics.MustRegisterWithWorkqueue(Registry)
@@ -108,6 +109,13 @@ var (
 		Namespace: namespace, Name: "rancher_tunnel_dials_total",
 		Help: "Dials of Rancher's APIService tunnel by result (connected, failed).",
 	}, []string{"result"})
+
+	// RegistrationRefusals counts connections, requests and conversations
+	// the registration server refused or cut short for exceeding a limit.
+	RegistrationRefusals = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "registration_refusals_total",
+		Help: "Registration connections, requests and conversations refused for exceeding a limit, by reason.",
+	}, []string{"reason"})
 
 	inventoriesDesc = prometheus.NewDesc(namespace+"_inventories",
 		"MachineInventories by namespace and state (free, claimed, other), from the operator's cache.",

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/elemental-operator/elemental-operator/pkg/endpoints"
+	"github.com/elemental-operator/elemental-operator/pkg/server"
 )
 
 // EnvPrefix prefixes the environment variable of every flag:
@@ -42,7 +43,13 @@ type Config struct {
 
 	RegistrationTLSSecret   string
 	RegistrationMaxInFlight int
-	AgentTokenTTL           time.Duration
+	// RegistrationMaxConnections and RegistrationMaxPerSource bound open
+	// connections in total and per source address; negative: no limit.
+	RegistrationMaxConnections int
+	RegistrationMaxPerSource   int
+	// RegistrationMaxBytes is what one host may send in one registration.
+	RegistrationMaxBytes int64
+	AgentTokenTTL        time.Duration
 
 	LeaseDuration time.Duration
 	RenewDeadline time.Duration
@@ -64,11 +71,14 @@ func DefaultConfig() Config {
 		APIServiceSecret: "elemental-operator",
 		ResetTimeout:     30 * time.Minute,
 
-		RegistrationMaxInFlight: 64,
-		AgentTokenTTL:           87600 * time.Hour,
-		LeaseDuration:           15 * time.Second,
-		RenewDeadline:           10 * time.Second,
-		RetryPeriod:             2 * time.Second,
+		RegistrationMaxInFlight:    64,
+		RegistrationMaxConnections: server.DefaultMaxConnections,
+		RegistrationMaxPerSource:   server.DefaultMaxPerSource,
+		RegistrationMaxBytes:       server.DefaultConversationBytes,
+		AgentTokenTTL:              87600 * time.Hour,
+		LeaseDuration:              15 * time.Second,
+		RenewDeadline:              10 * time.Second,
+		RetryPeriod:                2 * time.Second,
 	}
 }
 
@@ -94,6 +104,9 @@ func (c *Config) BindFlags(fs *flag.FlagSet) {
 	str(&c.RegistrationAddr, "registration-addr", "address of the HTTPS registration server; empty disables it")
 	str(&c.RegistrationTLSSecret, "registration-tls-secret", "kubernetes.io/tls Secret in --namespace for the registration server (ca.crt optional); empty generates one")
 	fs.IntVar(&c.RegistrationMaxInFlight, "registration-max-in-flight", c.RegistrationMaxInFlight, "concurrent registrations before answering 503 busy [$"+EnvName("registration-max-in-flight")+"]")
+	fs.IntVar(&c.RegistrationMaxConnections, "registration-max-connections", c.RegistrationMaxConnections, "open registration connections (direct listener and tunnel together) before answering 503; negative: no limit [$"+EnvName("registration-max-connections")+"]")
+	fs.IntVar(&c.RegistrationMaxPerSource, "registration-max-per-source", c.RegistrationMaxPerSource, "open connections (direct) and concurrent requests (any path) from one source address before answering 429; negative: no limit [$"+EnvName("registration-max-per-source")+"]")
+	fs.Int64Var(&c.RegistrationMaxBytes, "registration-max-bytes", c.RegistrationMaxBytes, "bytes one host may send in one registration conversation [$"+EnvName("registration-max-bytes")+"]")
 	dur(&c.AgentTokenTTL, "agent-token-ttl", "requested lifetime of per-inventory agent tokens (hosts cannot refresh them)")
 	str(&c.RegistrationMode, "registration-mode", "how hosts reach registration: rancher (through Rancher's URL, APIService tunnel), direct (our own HTTPS listener), both, or auto (rancher when Rancher's APIService kind is served)")
 	str(&c.APIServiceSecret, "apiservice-secret", "Secret in --namespace that Rancher fills for our APIService (rancher mode)")
@@ -138,6 +151,12 @@ func (c *Config) Validate() error {
 	}
 	if c.APIServiceSecret == "" {
 		return fmt.Errorf("--apiservice-secret must not be empty")
+	}
+	if c.RegistrationMaxConnections == 0 || c.RegistrationMaxPerSource == 0 {
+		return fmt.Errorf("--registration-max-connections and --registration-max-per-source must not be 0 (negative: no limit)")
+	}
+	if c.RegistrationMaxBytes < 1 {
+		return fmt.Errorf("--registration-max-bytes must be positive, got %d", c.RegistrationMaxBytes)
 	}
 	if c.Workers < 1 {
 		return fmt.Errorf("--workers must be at least 1, got %d", c.Workers)

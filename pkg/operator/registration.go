@@ -55,6 +55,10 @@ func startRegistration(ctx context.Context, cfg Config, restCfg *rest.Config, k8
 		TLSSecret:     cfg.RegistrationTLSSecret,
 		MaxInFlight:   cfg.RegistrationMaxInFlight,
 		AgentTokenTTL: cfg.AgentTokenTTL,
+
+		MaxConnections:    cfg.RegistrationMaxConnections,
+		MaxPerSource:      cfg.RegistrationMaxPerSource,
+		ConversationBytes: cfg.RegistrationMaxBytes,
 	}
 	if !listener {
 		opts.Endpoints.Mode = endpoints.Rancher // no listener of our own
@@ -67,7 +71,8 @@ func startRegistration(ctx context.Context, cfg Config, restCfg *rest.Config, k8
 	if !static.Mode.Tunnel() {
 		return nil
 	}
-	t, err := tunnel.Start(ctx, k8s, tunnel.Options{Namespace: cfg.Namespace, Secret: cfg.APIServiceSecret, Handler: reg})
+	t, err := tunnel.Start(ctx, k8s, tunnel.Options{Namespace: cfg.Namespace, Secret: cfg.APIServiceSecret,
+		Handler: reg, NewServer: reg.NewHTTPServer, Listener: reg.TunnelListener})
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"time"
 
 	"github.com/gorilla/websocket"
 	"github.com/sirupsen/logrus"
@@ -53,21 +54,38 @@ func (c *conversation) run() {
 		return
 	}
 	first := true
+	lim := c.s.limits.Load()
+	budget, messages := lim.conversationBytes, 0
 	for {
-		typ, payload, err := c.conn.Read()
+		// The byte budget caps the next message too, so a host never gets
+		// more than the budget read, let alone decoded.
+		limit := min(budget, protocol.MaxMessageSize)
+		typ, payload, err := c.conn.ReadLimited(limit)
 		if err != nil {
 			if errors.Is(err, protocol.ErrUnknownMessage) || errors.Is(err, protocol.ErrEmptyMessage) || errors.Is(err, protocol.ErrTextMessage) {
 				c.protocolError(err.Error())
 				return
 			}
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
+			switch {
+			case errors.Is(err, protocol.ErrOverLimit):
+				c.overLimit(refusedBytes, fmt.Sprintf("registration data over the limit of %d bytes per registration", lim.conversationBytes))
+			case errors.As(err, &ne) && ne.Timeout() && !time.Now().Before(c.conn.Deadline()):
+				c.conn.Grace(time.Second)
+				c.overLimit(refusedDeadline, fmt.Sprintf("registration not finished within %s", lim.conversationTimeout))
+			case errors.As(err, &ne) && ne.Timeout():
 				c.s.failed(c.mr, c.remote, "timed out waiting for the client")
-			} else if errors.Is(err, websocket.ErrReadLimit) {
+			case errors.Is(err, websocket.ErrReadLimit):
+				refused(refusedMessageLarge)
 				c.protocolError("message too large")
-			} else {
+			default:
 				c.s.failed(c.mr, c.remote, "connection lost: "+err.Error())
 			}
+			return
+		}
+		budget -= int64(len(payload)) + 1
+		if messages++; messages > lim.conversationMessages {
+			c.overLimit(refusedMessages, fmt.Sprintf("more than %d messages in one registration", lim.conversationMessages))
 			return
 		}
 		if typ == protocol.MsgVersion {
@@ -208,6 +226,14 @@ func (c *conversation) get() error {
 		c.s.failed(c.mr, c.remote, "writing Config: "+err.Error())
 	}
 	return nil
+}
+
+// overLimit ends a conversation that exceeded a budget or its deadline:
+// counted, then Error (v ≥ 8) and Close 1008 with the reason. Nothing was
+// written to the API: the inventory is only created on Get.
+func (c *conversation) overLimit(reason, msg string) {
+	refused(reason)
+	c.protocolError(msg)
 }
 
 // protocolError: Error + Close 1008 for v ≥ 8, else Close 1008 with the reason.

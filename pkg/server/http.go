@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -41,6 +42,22 @@ func text(w http.ResponseWriter, code int, msg string) {
 
 // ServeHTTP routes /elemental/registration/<token>.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// Concurrent requests per source: through the tunnel every request
+	// arrives on Rancher's connections, so this is where one source is held
+	// to its share (the direct listener already limits its connections).
+	// Not an address (a tunnelled request without X-Forwarded-For): not limited
+	// per source, or every such request would share one source's share.
+	source := sourceHost(r.RemoteAddr)
+	if net.ParseIP(source) == nil {
+		source = ""
+	}
+	if reason := s.sources.acquire(source, 0, s.limits.Load().maxPerSource); reason != "" {
+		refused(reason)
+		logrus.WithFields(logrus.Fields{"remote": r.RemoteAddr, "reason": reason}).Debug("registration request refused")
+		writeRefusal(w, reason, source)
+		return
+	}
+	defer s.sources.release(source)
 	token, ok := strings.CutPrefix(r.URL.Path, registrationPath)
 	token = strings.TrimSuffix(token, "/")
 	if !ok || token == "" || strings.Contains(token, "/") {
@@ -79,6 +96,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case s.inFlight <- struct{}{}:
 		defer func() { <-s.inFlight }()
 	default:
+		refused(refusedBusy)
 		w.Header().Set("Retry-After", "5")
 		text(w, http.StatusServiceUnavailable, "registration server busy")
 		return
@@ -100,7 +118,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return // the upgrader already answered
 	}
 	start := time.Now()
-	conn := protocol.NewConn(ws, s.opts.MessageTimeout, start.Add(s.opts.ConversationTimeout))
+	conn := protocol.NewConn(ws, s.opts.MessageTimeout, start.Add(s.limits.Load().conversationTimeout))
 	c := &conversation{s: s, conn: conn, mr: mr, id: id, remote: r.RemoteAddr, version: legacyVersion}
 	c.run()
 }

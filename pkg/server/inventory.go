@@ -41,12 +41,21 @@ func (s *Server) existing(namespace string, id identity) (*elementalv1.MachineIn
 	return nil, nil
 }
 
+// commitTimeout bounds the API calls of one commit.
+const commitTimeout = 5 * time.Second
+
 // commit creates or updates the inventory, ensures its agent credential, and
 // builds the Config reply. Errors are replyErrors: one line, no secrets.
 func (s *Server) commit(c *conversation) (*protocol.Config, error) {
 	unlock := s.locks.Lock(c.id.indexKey())
 	defer unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// No API call outlives the conversation's deadline (the host's, see
+	// DefaultConversationTimeout), nor holds the identity's lock longer.
+	deadline := time.Now().Add(commitTimeout)
+	if d := c.conn.Deadline(); !d.IsZero() && d.Before(deadline) {
+		deadline = d
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	mr := c.mr
 

@@ -45,7 +45,10 @@ var (
 	inventories   elementalv1ctl.MachineInventoryClient
 )
 
-const messageTimeout = 2 * time.Second
+const (
+	messageTimeout = 2 * time.Second
+	idleTimeout    = 2 * time.Second
+)
 
 func TestMain(m *testing.M) { os.Exit(run(m)) }
 
@@ -160,6 +163,14 @@ func inventoryByHash(t *testing.T, ns, hash string) *elementalv1.MachineInventor
 
 func isNotFound(err error) bool { return apierrors.IsNotFound(err) }
 
+// serverOptions: every test host registers from 127.0.0.1 (and the tests'
+// HTTP clients leave keep-alive connections behind), so there is no
+// per-source limit unless a test sets one; idle connections close fast.
+func serverOptions(addr, ns string, mode endpoints.Mode) server.Options {
+	return server.Options{Addr: addr, Namespace: ns, MessageTimeout: messageTimeout, MaxPerSource: -1,
+		IdleTimeout: idleTimeout, Endpoints: endpoints.Static{Mode: mode, RegistrationURL: directURL}}
+}
+
 // startServer starts the registration server: on its own listener only
 // (direct: server-url names it, as before Rancher's tunnel existed), or in
 // both modes with the tunnel to a simulated Rancher whose URL hosts use.
@@ -169,8 +180,7 @@ func startServer(ctx context.Context, cfg *rest.Config, ns, addr string, viaRanc
 		return err
 	}
 	if !viaRancher {
-		if srv, err = server.Start(ctx, cfg, server.Options{Addr: addr, Namespace: ns, MessageTimeout: messageTimeout,
-			Endpoints: endpoints.Static{Mode: endpoints.Direct, RegistrationURL: directURL}}); err != nil {
+		if srv, err = server.Start(ctx, cfg, serverOptions(addr, ns, endpoints.Direct)); err != nil {
 			return err
 		}
 		baseURL, hostCA = directURL, srv.CACert()
@@ -181,8 +191,7 @@ func startServer(ctx context.Context, cfg *rest.Config, ns, addr string, viaRanc
 		return err
 	}
 	context.AfterFunc(ctx, rancher.Stop)
-	if srv, err = server.Start(ctx, cfg, server.Options{Addr: addr, Namespace: ns, MessageTimeout: messageTimeout,
-		Endpoints: endpoints.Static{Mode: endpoints.Both, RegistrationURL: directURL}}); err != nil {
+	if srv, err = server.Start(ctx, cfg, serverOptions(addr, ns, endpoints.Both)); err != nil {
 		return err
 	}
 	// What the chart creates next to Rancher.
@@ -192,7 +201,8 @@ func startServer(ctx context.Context, cfg *rest.Config, ns, addr string, viaRanc
 	}); err != nil {
 		return err
 	}
-	if _, err := tunnel.Start(ctx, env.Client, tunnel.Options{Namespace: ns, Secret: "elemental-operator", Handler: srv}); err != nil {
+	if _, err := tunnel.Start(ctx, env.Client, tunnel.Options{Namespace: ns, Secret: "elemental-operator",
+		Handler: srv, NewServer: srv.NewHTTPServer, Listener: srv.TunnelListener}); err != nil {
 		return err
 	}
 	wctx, cancel := context.WithTimeout(ctx, time.Minute)

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/rancher/lasso/pkg/controller"
@@ -59,9 +60,38 @@ type Options struct {
 	// AgentTokenTTL is the requested lifetime of agent tokens.
 	AgentTokenTTL time.Duration
 	// MessageTimeout bounds each read and write; ConversationTimeout caps a
-	// whole conversation.
+	// whole conversation from the upgrade on.
 	MessageTimeout, ConversationTimeout time.Duration
+	// MaxConnections bounds the open connections of every path to the
+	// handler together; MaxPerSource the connections (direct listener) and
+	// concurrent requests (any path) from one source address.
+	MaxConnections, MaxPerSource int
+	// ConversationBytes and ConversationMessages budget what a host may send
+	// in one conversation, besides the per-message cap.
+	ConversationBytes    int64
+	ConversationMessages int
+	// IdleTimeout closes idle keep-alive connections; ReadTimeout bounds
+	// reading a plain request.
+	IdleTimeout, ReadTimeout time.Duration
 }
+
+// Default limits (README "Configuration").
+const (
+	// DefaultConversationTimeout is the real client's deadline for the whole
+	// conversation (10 s, counted from when its dial returns) plus one
+	// second for the upgrade answer to reach it: the server never gives up
+	// on a host that would still finish, nor holds one that gave up.
+	DefaultConversationTimeout = 11 * time.Second
+	DefaultMaxConnections      = 512
+	DefaultMaxPerSource        = 16
+	// DefaultConversationBytes is far above what the real client sends (its
+	// SMBIOS and system data are tens of KiB) and low enough that MaxInFlight
+	// conversations cannot hold the pod's memory limit.
+	DefaultConversationBytes    = 2 << 20
+	DefaultConversationMessages = 32
+	DefaultIdleTimeout          = 15 * time.Second
+	DefaultReadTimeout          = 10 * time.Second
+)
 
 func (o *Options) defaults() {
 	if o.MaxInFlight <= 0 {
@@ -74,7 +104,25 @@ func (o *Options) defaults() {
 		o.MessageTimeout = 10 * time.Second
 	}
 	if o.ConversationTimeout <= 0 {
-		o.ConversationTimeout = 30 * time.Second
+		o.ConversationTimeout = DefaultConversationTimeout
+	}
+	if o.MaxConnections == 0 {
+		o.MaxConnections = DefaultMaxConnections
+	}
+	if o.MaxPerSource == 0 {
+		o.MaxPerSource = DefaultMaxPerSource
+	}
+	if o.ConversationBytes <= 0 {
+		o.ConversationBytes = DefaultConversationBytes
+	}
+	if o.ConversationMessages <= 0 {
+		o.ConversationMessages = DefaultConversationMessages
+	}
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = DefaultIdleTimeout
+	}
+	if o.ReadTimeout <= 0 {
+		o.ReadTimeout = DefaultReadTimeout
 	}
 }
 
@@ -92,6 +140,11 @@ type Server struct {
 	tls           *tlsMaterial
 	http          *http.Server
 	listener      net.Listener
+	// limits are read on every connection and conversation; conns counts
+	// open connections, sources concurrent requests per source address.
+	limits  atomic.Pointer[limits]
+	conns   tally
+	sources tally
 }
 
 // endpoints is what hosts are given now (Settings are read from the cache).
@@ -142,6 +195,9 @@ func Start(ctx context.Context, cfg *rest.Config, opts Options) (*Server, error)
 		locks:         newKeyLock(),
 		inFlight:      make(chan struct{}, opts.MaxInFlight),
 	}
+	s.limits.Store(&limits{maxConnections: opts.MaxConnections, maxPerSource: opts.MaxPerSource,
+		conversationBytes: opts.ConversationBytes, conversationMessages: opts.ConversationMessages,
+		conversationTimeout: opts.ConversationTimeout})
 	s.registrations.AddIndexer(tokenIndex, func(mr *elementalv1.MachineRegistration) ([]string, error) {
 		if mr.Status.RegistrationToken == "" {
 			return nil, nil
@@ -190,9 +246,11 @@ func Start(ctx context.Context, cfg *rest.Config, opts Options) (*Server, error)
 	if s.listener, err = net.Listen("tcp", opts.Addr); err != nil {
 		return nil, fmt.Errorf("listening on %s: %w", opts.Addr, err)
 	}
-	s.http = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, TLSConfig: s.tls.config()}
+	s.http = s.NewHTTPServer(s)
+	s.http.TLSConfig = s.tls.config()
+	limited := s.LimitListener(s.listener, s.http.TLSConfig)
 	go func() {
-		if err := s.http.ServeTLS(s.listener, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := s.http.ServeTLS(limited, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			logrus.WithError(err).WithField("addr", opts.Addr).Error("registration server stopped")
 		}
 	}()

@@ -25,6 +25,11 @@ type Options struct {
 	Namespace, Secret string
 	// Handler serves every request Rancher sends through the tunnel.
 	Handler http.Handler
+	// NewServer builds the http.Server of each session (its timeouts and
+	// limits); nil: a plain one with a header timeout. BaseContext is set here.
+	NewServer func(http.Handler) *http.Server
+	// Listener, when set, wraps each session's listener (connection limits).
+	Listener func(net.Listener) net.Listener
 	// MinBackoff and MaxBackoff bound the wait between dials; a session that
 	// lasted ResetAfter starts the next wait from MinBackoff again.
 	MinBackoff, MaxBackoff, ResetAfter time.Duration
@@ -199,12 +204,18 @@ func (c *Client) serve(ctx context.Context, gen int, t target, attempt int) (tim
 	c.log.WithFields(logrus.Fields{"rancher": t.host(), "attempt": attempt + 1}).Info("Rancher tunnel connected")
 
 	l := newPipeListener()
-	srv := &http.Server{
-		Handler:           forwardedFor(c.opts.Handler),
-		ReadHeaderTimeout: 10 * time.Second,
-		BaseContext:       func(_ net.Listener) context.Context { return ctx },
+	var srv *http.Server
+	if c.opts.NewServer != nil {
+		srv = c.opts.NewServer(forwardedFor(c.opts.Handler))
+	} else {
+		srv = &http.Server{Handler: forwardedFor(c.opts.Handler), ReadHeaderTimeout: 10 * time.Second}
 	}
-	go func() { _ = srv.Serve(l) }()
+	srv.BaseContext = func(_ net.Listener) context.Context { return ctx }
+	var served net.Listener = l
+	if c.opts.Listener != nil {
+		served = c.opts.Listener(l)
+	}
+	go func() { _ = srv.Serve(served) }()
 	session := remotedialer.NewClientSessionWithDialer(func(_, _ string) bool { return true }, ws, l.dial)
 	stop := context.AfterFunc(ctx, func() { _ = ws.Close() })
 	_, err = session.Serve(ctx)

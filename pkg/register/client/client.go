@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -39,6 +40,9 @@ type Request struct {
 	Labels      map[string]string
 	// Timeout is the one absolute deadline of the whole conversation (10 s upstream).
 	Timeout time.Duration
+	// NetDialContext, when set, dials the TCP connection (tests pick the
+	// source address with it).
+	NetDialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // PlainAuth is the Authorization header for mac and sys-uuid.
@@ -60,6 +64,7 @@ func Register(ctx context.Context, req Request) ([]byte, error) {
 		HandshakeTimeout: 45 * time.Second,
 		TLSClientConfig:  &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
 		Proxy:            http.ProxyFromEnvironment,
+		NetDialContext:   req.NetDialContext,
 	}
 	// Like upstream: the first "http" becomes "ws" (https → wss).
 	url := strings.Replace(req.URL, "http", "ws", 1)

@@ -3,6 +3,7 @@ package protocol
 import (
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -49,6 +50,45 @@ func (c *Conn) ReadRaw() ([]byte, error) {
 	}
 	return data, nil
 }
+
+// ErrOverLimit is a message longer than the limit given to ReadLimited.
+// Unlike a message over MaxMessageSize, nothing was sent to the peer: the
+// caller can still answer with an Error before closing.
+var ErrOverLimit = errors.New("message over the limit")
+
+// ReadLimited reads one framed message of at most limit bytes (frame type
+// included); a longer one is left unread and fails with ErrOverLimit.
+// MaxMessageSize stays the hard cap.
+func (c *Conn) ReadLimited(limit int64) (MessageType, []byte, error) {
+	if err := c.ws.SetReadDeadline(c.next()); err != nil {
+		return MsgUndefined, nil, err
+	}
+	kind, r, err := c.ws.NextReader()
+	if err != nil {
+		return MsgUndefined, nil, err
+	}
+	if kind != websocket.BinaryMessage {
+		return MsgUndefined, nil, ErrTextMessage
+	}
+	data, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return MsgUndefined, nil, err
+	}
+	if int64(len(data)) > limit {
+		// Skip the rest (no memory; MaxMessageSize and the deadline bound
+		// it) so the peer, still writing, can read the answer.
+		_, _ = io.Copy(io.Discard, r)
+		return MsgUndefined, nil, ErrOverLimit
+	}
+	return DecodeFrame(data)
+}
+
+// Grace moves the conversation's deadline to d from now, for the last
+// writes after it passed (a write cut by a deadline corrupts a TLS stream).
+func (c *Conn) Grace(d time.Duration) { c.deadline = time.Now().Add(d) }
+
+// Deadline is the absolute deadline of the whole conversation (zero: none).
+func (c *Conn) Deadline() time.Time { return c.deadline }
 
 // Read reads one framed message.
 func (c *Conn) Read() (MessageType, []byte, error) {
