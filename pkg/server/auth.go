@@ -63,7 +63,8 @@ func authMethod(header string) (string, error) {
 	return "", refuse("unrecognized authentication method")
 }
 
-// methodAllowed enforces the registration's auth (crds.md §6 item 14).
+// methodAllowed enforces the registration's auth: tpm (the default) admits
+// only TPM hosts, mac and sys-uuid only PLAIN ones.
 func methodAllowed(mrAuth, method string) bool {
 	switch mrAuth {
 	case "", "tpm":
@@ -89,7 +90,7 @@ func plainIdentity(header string) (identity, error) {
 	return identity{hash: hex.EncodeToString(sum[:])}, nil
 }
 
-// attestationData is the JSON inside a TPM header (registration-protocol.md §3.1).
+// attestationData is the JSON inside a TPM header (see docs/contracts.md, elemental-register).
 type attestationData struct {
 	EK []byte
 	AK *attest.AttestationParameters

@@ -116,7 +116,8 @@ func (c *conversation) run() {
 	}
 }
 
-// activate runs the TPM credential activation (§5).
+// activate runs the TPM credential activation: the host proves it holds
+// the EK by decrypting a challenge (see docs/contracts.md, elemental-register).
 func (c *conversation) activate() bool {
 	if err := c.conn.WriteRaw(c.id.challenge); err != nil {
 		c.s.failed(c.mr, c.remote, "writing TPM challenge: "+err.Error())
@@ -207,7 +208,8 @@ func mergeStrings(dst, src map[string]string) map[string]string {
 	return dst
 }
 
-// get commits the inventory and answers Config (§7.8, §7.9).
+// get commits the inventory and answers Config: the host's Get ends the
+// conversation (see docs/contracts.md, elemental-register).
 func (c *conversation) get() error {
 	cfg, err := c.s.commit(c)
 	if err != nil {

@@ -171,7 +171,9 @@ func (s *Server) registrationBlock(mr *elementalv1.MachineRegistration) protocol
 	}
 }
 
-// authenticate runs every check possible before the upgrade (§3.4).
+// authenticate runs every check possible before the upgrade: a refusal
+// after it can only reach the host as a protocol error, before it as a
+// one-line 401 body.
 func (s *Server) authenticate(r *http.Request, mr *elementalv1.MachineRegistration) (identity, error) {
 	header := r.Header.Get("Authorization")
 	method, err := authMethod(header)

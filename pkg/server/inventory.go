@@ -208,7 +208,7 @@ func (s *Server) updateInventory(ctx context.Context, mi *elementalv1.MachineInv
 // A new inventory needs only its ServiceAccount here: the inventory
 // controller creates its Role, RoleBinding and plan Secret right after, off
 // the registration path, and the host's agent retries until they exist
-// (plans.md §9.2). A re-registration ensures everything, plan Secret first,
+// (see docs/contracts.md, Plan Secret). A re-registration ensures everything, plan Secret first,
 // so that a missing piece is recreated and access is never granted to a
 // Secret that is not the inventory's.
 func (s *Server) ensureCredential(ctx context.Context, mi *elementalv1.MachineInventory, created bool) error {
@@ -251,7 +251,9 @@ func (s *Server) ensurePlanSecret(ctx context.Context, mi *elementalv1.MachineIn
 	return nil
 }
 
-// configReply builds the Config payload (§7.9).
+// configReply builds the Config payload: install, reset and registration
+// options, cloud-config, and the agent's URL, token and plan Secret (see
+// docs/contracts.md, elemental-register).
 func (s *Server) configReply(mr *elementalv1.MachineRegistration, mi *elementalv1.MachineInventory, ep endpoints.Endpoints, token string) (*protocol.Config, error) {
 	cc, err := protocol.CloudConfig(mr.Spec.Config.CloudConfig)
 	if err != nil {

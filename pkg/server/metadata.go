@@ -19,7 +19,9 @@ type hostInput struct {
 // warning is a skipped label or annotation, reported as an Event on the MR.
 type warning struct{ reason, message string }
 
-// labelPrefix is the effective prefix for client keys (crds.md §1.1).
+// labelPrefix is the effective prefix for client label keys: the
+// elemental.cattle.io/ default when spec.labelPrefix is empty, none for "-",
+// else spec.labelPrefix with one trailing slash.
 func labelPrefix(mr *elementalv1.MachineRegistration) string {
 	switch p := mr.Spec.LabelPrefix; p {
 	case "":
@@ -121,7 +123,8 @@ func changed(want, have map[string]string) map[string]string {
 	return out
 }
 
-// renderName renders spec.machineName for a new inventory (§10.3).
+// renderName renders spec.machineName for a new inventory (see
+// docs/contracts.md, elemental-register: Templates).
 func renderName(mr *elementalv1.MachineRegistration, data map[string]interface{}, random func() string) (string, *warning, error) {
 	tmpl := mr.Spec.MachineName
 	if tmpl == "" {

@@ -1,7 +1,7 @@
 // Package server is the registration server: HTTPS on every replica,
 // stateless (all state lives in the API server), answering
 // /elemental/registration/<token> with the registration YAML (plain GET) or
-// the elemental-register protocol (WebSocket), see registration-protocol.md.
+// the elemental-register protocol (WebSocket), see docs/contracts.md.
 package server
 
 import (
