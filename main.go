@@ -18,7 +18,7 @@ func main() {
 	cfg := operator.DefaultConfig()
 	fs := flag.NewFlagSet("elemental-operator", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: elemental-operator [flags]\n\nEvery flag can also be set with the environment variable shown in brackets.\n\nFlags:\n")
+		_, _ = fmt.Fprintf(fs.Output(), "Usage: elemental-operator [flags]\n\nEvery flag can also be set with the environment variable shown in brackets.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	cfg.BindFlags(fs)

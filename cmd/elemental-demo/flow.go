@@ -167,7 +167,7 @@ func fetchRegistrationConfig(ctx context.Context, rancherServer *testenv.Rancher
 	if err != nil {
 		return host.Registration{}, err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
 		return host.Registration{}, err

@@ -42,7 +42,7 @@ func main() {
 			fmt.Fprintln(os.Stderr, "demo failed:", err)
 			os.Exit(1)
 		}
-		defer f.Close()
+		defer func() { _ = f.Close() }()
 		logrus.SetOutput(f)
 		step("the log of the operator, the simulated Rancher and the tunnel goes to %s (-v prints it here)", logFile)
 	}
@@ -67,7 +67,7 @@ func run(ctx context.Context, hold bool) error {
 	if err != nil {
 		return err
 	}
-	defer env.Stop()
+	defer func() { _ = env.Stop() }()
 	step("apiserver is up at %s", env.Config.Host)
 
 	step("starting a simulated Rancher: its Settings, its APIService controller and its /v3/connect tunnel server")

@@ -13,7 +13,7 @@ import (
 
 func main() {
 	// Boilerplate and types are given relative to the module root.
-	os.Unsetenv("GOPATH")
+	_ = os.Unsetenv("GOPATH")
 	controllergen.Run(args.Options{
 		OutputPackage: "github.com/elemental-operator/elemental-operator/pkg/generated",
 		Boilerplate:   "hack/boilerplate.go.txt",

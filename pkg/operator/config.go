@@ -161,7 +161,7 @@ func (c *Config) Validate() error {
 	if c.Workers < 1 {
 		return fmt.Errorf("--workers must be at least 1, got %d", c.Workers)
 	}
-	if c.LeaderElect && !(c.LeaseDuration > c.RenewDeadline && c.RenewDeadline > c.RetryPeriod && c.RetryPeriod > 0) {
+	if c.LeaderElect && (c.LeaseDuration <= c.RenewDeadline || c.RenewDeadline <= c.RetryPeriod || c.RetryPeriod <= 0) {
 		return fmt.Errorf("leader election needs lease-duration > renew-deadline > retry-period > 0")
 	}
 	return nil

@@ -88,7 +88,7 @@ func TestTunnelSecretFaults(t *testing.T) {
 	// Through Rancher's URL, an unclaimed /elemental path reaches our handler.
 	resp, err := rancher.HTTPClient().Get(rancher.URL + "/elemental/anything-else")
 	require.NoError(t, err)
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	assert.Equal(t, http.StatusNotFound, resp.StatusCode)
 
 	assert.NotContains(t, p.out.String(), string(written.Data["token"]), "the token is never logged")

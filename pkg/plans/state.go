@@ -75,7 +75,7 @@ func DecodeOutput(raw []byte) (map[string]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer zr.Close()
+	defer func() { _ = zr.Close() }()
 	js, err := io.ReadAll(io.LimitReader(zr, maxDecodedOutput))
 	if err != nil {
 		return nil, err

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/sirupsen/logrus"
 
 	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
 	"github.com/elemental-operator/elemental-operator/pkg/register/protocol"
@@ -37,12 +36,8 @@ type replyError struct{ msg string }
 
 func (e *replyError) Error() string { return e.msg }
 
-func (c *conversation) log() *logrus.Entry {
-	return logrus.WithFields(logrus.Fields{"machineregistration": c.mr.Namespace + "/" + c.mr.Name, "remote": c.remote})
-}
-
 func (c *conversation) run() {
-	defer c.conn.Close()
+	defer func() { _ = c.conn.Close() }()
 	c.data = map[string]interface{}{}
 	if c.id.tpm {
 		if !c.activate() {
@@ -180,7 +175,7 @@ func (c *conversation) handle(typ protocol.MessageType, payload []byte) (done bo
 		c.annotations = mergeStrings(c.annotations, m)
 	case protocol.MsgUpdate:
 		if c.update {
-			return false, errors.New("Update sent twice")
+			return false, errors.New("update sent twice")
 		}
 		c.update = true
 		mi, err := c.s.existing(c.mr.Namespace, c.id)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/elemental-operator/elemental-operator/pkg/metrics"
 	"sort"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
 	"github.com/elemental-operator/elemental-operator/pkg/credentials"
 	"github.com/elemental-operator/elemental-operator/pkg/endpoints"
+	"github.com/elemental-operator/elemental-operator/pkg/metrics"
 	"github.com/elemental-operator/elemental-operator/pkg/plans"
 	"github.com/elemental-operator/elemental-operator/pkg/register/protocol"
 )

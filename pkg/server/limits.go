@@ -191,7 +191,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 // head is read first: closing with unread input would reset the connection
 // before the client reads the answer.
 func (l *limitListener) refuse(c net.Conn, reason, source string) {
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	_ = c.SetDeadline(time.Now().Add(refuseTimeout))
 	conn := c
 	if l.tls != nil {

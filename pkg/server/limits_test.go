@@ -343,7 +343,7 @@ func TestPerSourceLimit(t *testing.T) {
 		wg.Add(1)
 		go func() { // keep the conversation alive, within the message timeout
 			defer wg.Done()
-			defer c.Close()
+			defer func() { _ = c.Close() }()
 			for {
 				select {
 				case <-stop:

@@ -251,7 +251,7 @@ func TestTPMCASecret(t *testing.T) {
 	require.NoError(t, err)
 	ws, code, body := dial(t, mr.Status.RegistrationURL, att.Header)
 	if ws != nil {
-		ws.Close()
+		_ = ws.Close()
 	}
 	assert.Equal(t, http.StatusUnauthorized, code)
 	assert.Equal(t, "EK certificate verification failed", body)

@@ -121,17 +121,17 @@ func (c *tunnelClient) serveOnce(ctx context.Context, dialer *websocket.Dialer, 
 	defer cancel()
 	conn, resp, err := dialer.DialContext(dialCtx, url, http.Header{"Authorization": {"Bearer " + token}})
 	if resp != nil && resp.Body != nil {
-		resp.Body.Close()
+		_ = resp.Body.Close()
 	}
 	if err != nil {
 		return
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
 	go func() {
 		<-ctx.Done()
-		conn.Close()
+		_ = conn.Close()
 	}()
 	c.connects.Add(1)
 	session := remotedialer.NewClientSessionWithDialer(func(string, string) bool { return true }, conn, ln.Dial)
@@ -166,7 +166,7 @@ func echoHandler() http.Handler {
 			if err != nil {
 				return
 			}
-			defer conn.Close()
+			defer func() { _ = conn.Close() }()
 			for {
 				mt, msg, err := conn.ReadMessage()
 				if err != nil {
@@ -220,7 +220,7 @@ func get(t *testing.T, r *testenv.Rancher, path string, headers map[string]strin
 	}
 	resp, err := httpClient(r).Do(req)
 	require.NoError(t, err)
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	body, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
 	return response{resp.StatusCode, string(body)}
@@ -295,7 +295,7 @@ func dialStatus(t *testing.T, r *testenv.Rancher, token string) (int, string) {
 	}
 	conn, resp, err := d.Dial(strings.Replace(r.InternalURL, "https://", "wss://", 1)+"/v3/connect", h)
 	if err == nil {
-		conn.Close()
+		_ = conn.Close()
 		return 0, ""
 	}
 	require.NotNil(t, resp, err)
@@ -437,7 +437,7 @@ func TestRancherAPIServiceTunnel(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, "echo: "+msg, string(got))
 	}
-	ws.Close()
+	_ = ws.Close()
 
 	// A second replica holds a session under the same key.
 	startTunnelClient(t, r, func() string { return token }, echoHandler())
@@ -497,7 +497,7 @@ func TestRancherLocalCluster(t *testing.T) {
 	defer cancel()
 	watch, err := client.Do(req.WithContext(watchCtx))
 	require.NoError(t, err)
-	defer watch.Body.Close()
+	defer func() { _ = watch.Body.Close() }()
 	require.Equal(t, http.StatusOK, watch.StatusCode)
 	events := make(chan string, 10)
 	go func() {

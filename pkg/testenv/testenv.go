@@ -208,7 +208,7 @@ func resolveAssets(need ...string) error {
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
 		if k, v, ok := strings.Cut(sc.Text(), "="); ok {
-			os.Setenv(k, v)
+			_ = os.Setenv(k, v)
 		}
 	}
 	for _, k := range need {

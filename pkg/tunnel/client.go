@@ -238,7 +238,7 @@ func dialError(err error, resp *http.Response) error {
 		}
 		return fmt.Errorf("dialing Rancher: %w", err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
 	msg := strings.TrimSpace(string(body))
 	if resp.StatusCode == http.StatusUnauthorized {

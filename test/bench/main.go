@@ -58,12 +58,12 @@ func run(nInv, nSel int) error {
 	if err != nil {
 		return err
 	}
-	defer env.Stop()
+	defer func() { _ = env.Stop() }()
 	dir, err := os.MkdirTemp("", "elemental-bench-")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	defer func() { _ = os.RemoveAll(dir) }()
 	binary := filepath.Join(dir, "elemental-operator")
 	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
 		return fmt.Errorf("building the operator: %v\n%s", err, out)

@@ -314,7 +314,7 @@ func rancherGet(t *testing.T, url string) (int, http.Header, string) {
 	require.True(t, strings.HasPrefix(url, rancher.URL+"/"), url)
 	resp, err := rancherHTTP().Get(url)
 	require.NoError(t, err)
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	body, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
 	return resp.StatusCode, resp.Header, string(body)

@@ -75,7 +75,7 @@ func run(m *testing.M) int {
 	if env, err = testenv.Start(testenv.Options{}); err != nil {
 		return fail(err)
 	}
-	defer env.Stop()
+	defer func() { _ = env.Stop() }()
 	if dyn, err = dynamic.NewForConfig(env.Config); err != nil {
 		return fail(err)
 	}

@@ -53,7 +53,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer env.Stop()
+	defer func() { _ = env.Stop() }()
 	if err := setupCluster(env); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

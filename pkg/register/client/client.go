@@ -81,7 +81,7 @@ func Register(ctx context.Context, req Request) ([]byte, error) {
 	}
 	deadline := time.Now().Add(req.Timeout)
 	conn := protocol.NewConn(ws, req.Timeout, deadline)
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	if req.Authenticate != nil {
 		// Upstream sets one absolute deadline right after the dial.
 		_ = ws.SetReadDeadline(deadline)
