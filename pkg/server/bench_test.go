@@ -44,7 +44,7 @@ func BenchmarkRegistration(b *testing.B) {
 		// run, as the baseline for the tunnel's cost.
 		direct := burst(directURL+"/elemental/registration/"+mr.Status.RegistrationToken, srv.CACert(), hosts, clients, 1<<20)
 		direct.report(b, "direct-")
-		fmt.Printf("direct: %.1f registrations/s, p50 %s, p99 %s, %d failures\n", direct.rate(), direct.pct(50), direct.pct(99), direct.failures)
+		fmt.Printf("direct: %.1f registrations/s, p50 %s, p99 %s, %d failures, %s\n", direct.rate(), direct.pct(50), direct.pct(99), direct.failures, direct.cpu(hosts))
 		waitSettled(b, ns, hosts, time.Now())
 	}
 	before := writes.Snapshot()
@@ -55,7 +55,7 @@ func BenchmarkRegistration(b *testing.B) {
 	elapsed := res.elapsed
 	b.StopTimer()
 	if rancher != nil {
-		fmt.Printf("via Rancher's tunnel: %.1f registrations/s, p50 %s, p99 %s, %d failures\n", res.rate(), res.pct(50), res.pct(99), res.failures)
+		fmt.Printf("via Rancher's tunnel: %.1f registrations/s, p50 %s, p99 %s, %d failures, %s\n", res.rate(), res.pct(50), res.pct(99), res.failures, res.cpu(hosts))
 	}
 	after := writes.Snapshot()
 	prof.report("register", elapsed, hosts, false)
@@ -140,6 +140,14 @@ type burstResult struct {
 	lat      []time.Duration // sorted
 	elapsed  time.Duration
 	failures int
+	// cpuSelf and cpuAll are CPU seconds of this process (server, clients,
+	// simulated Rancher) and of it plus kube-apiserver and etcd.
+	cpuSelf, cpuAll float64
+}
+
+func (r burstResult) cpu(hosts int) string {
+	return fmt.Sprintf("CPU per host %.1f ms in this process (server, clients, Rancher), %.1f ms with kube-apiserver and etcd",
+		1000*r.cpuSelf/float64(hosts), 1000*r.cpuAll/float64(hosts))
 }
 
 func (r burstResult) rate() float64 { return float64(len(r.lat)) / r.elapsed.Seconds() }
@@ -162,6 +170,7 @@ func burst(url, ca string, hosts, clients, offset int) burstResult {
 	var mu sync.Mutex
 	work := make(chan int)
 	var wg sync.WaitGroup
+	before := cpuSeconds()
 	began := time.Now()
 	for c := 0; c < clients; c++ {
 		wg.Add(1)
@@ -190,6 +199,11 @@ func burst(url, ca string, hosts, clients, offset int) burstResult {
 	close(work)
 	wg.Wait()
 	res := burstResult{lat: lat, elapsed: time.Since(began), failures: failures}
+	after := cpuSeconds()
+	for k, v := range after {
+		res.cpuAll += v - before[k]
+	}
+	res.cpuSelf = after["self"] - before["self"]
 	sort.Slice(res.lat, func(i, j int) bool { return res.lat[i] < res.lat[j] })
 	return res
 }
