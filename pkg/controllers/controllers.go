@@ -40,6 +40,7 @@ import (
 	elementalv1beta1ctl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/elemental.cattle.io/v1beta1"
 	mgmtctl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/management.cattle.io"
 	mgmtv3ctl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/management.cattle.io/v3"
+	"github.com/elemental-operator/elemental-operator/pkg/inventory"
 	"github.com/elemental-operator/elemental-operator/pkg/metrics"
 )
 
@@ -170,24 +171,15 @@ func inventoryCounts(cache elementalv1beta1ctl.MachineInventoryCache) func() map
 		}
 		for _, mi := range all {
 			state := "other"
-			if machineinventoryselector.Free(mi) {
+			if inventory.Free(mi) {
 				state = "free"
-			} else if claimed(mi) {
+			} else if inventory.Claimed(mi) {
 				state = "claimed"
 			}
 			out[[2]string{mi.Namespace, state}]++
 		}
 		return out
 	}
-}
-
-func claimed(mi *elementalv1.MachineInventory) bool {
-	for _, ref := range mi.OwnerReferences {
-		if ref.Kind == "MachineInventorySelector" {
-			return true
-		}
-	}
-	return false
 }
 
 // registerProvisioning wires the selector side, which needs the Cluster API

@@ -50,3 +50,20 @@ func EventuallyEvery(t testing.TB, timeout, interval time.Duration, check func()
 	}
 	t.Fatalf("condition not met within %s: %v", timeout, err)
 }
+
+// Consistently checks every 50ms for duration that check keeps returning
+// nil, failing the test at the first error: the way to assert that something
+// does not happen (a stray write, a second claim) instead of a bare sleep.
+func Consistently(t testing.TB, duration time.Duration, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(duration)
+	for {
+		if err := check(); err != nil {
+			t.Fatalf("condition broken within %s: %v", duration, err)
+		}
+		if !time.Now().Before(deadline) {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -19,8 +19,8 @@ func TestTwoReplicasMoreSelectorsThanInventories(t *testing.T) {
 	stop := watchInvariants(t, ns)
 	createInventories(t, ns, 150)
 	createMachines(t, ns, 0, 100)
-	time.Sleep(2 * time.Second)
-	first.kill() // whoever leads, one replica dies mid-flight
+	time.Sleep(2 * time.Second) // pacing the load: let the adoption wave get under way before the kill
+	first.kill()                // whoever leads, one replica dies mid-flight
 	createMachines(t, ns, 100, 100)
 	eventually(t, 3*time.Minute, func() error {
 		st := observe(t, ns)

@@ -239,7 +239,7 @@ func watchInvariants(t *testing.T, ns string) (stop func()) {
 				t.Errorf("invariant broken: selectors holding two %v, inventories claimed twice %v", st.doubleHeld, st.doubleClaim)
 				return
 			}
-			time.Sleep(100 * time.Millisecond)
+			time.Sleep(100 * time.Millisecond) // the invariant watcher's poll interval, not an assertion
 		}
 	}()
 	return func() { cancel(); <-done }

@@ -223,7 +223,7 @@ func (h simHost) registerRetrying(i int, reg host.Registration, rancherURL strin
 		if err == nil {
 			return nil
 		}
-		time.Sleep(registerPause)
+		time.Sleep(registerPause) // a host's retry pause, as elemental-register waits between attempts
 	}
 	return fmt.Errorf("host %s: %d attempts failed, last: %w", h.mac, registerAttempts, err)
 }

@@ -12,6 +12,7 @@ import (
 
 	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
 	"github.com/elemental-operator/elemental-operator/pkg/credentials"
+	"github.com/elemental-operator/elemental-operator/pkg/inventory"
 	"github.com/elemental-operator/elemental-operator/pkg/plans"
 )
 
@@ -26,7 +27,7 @@ const conflictRetry = time.Minute
 // Secret are created here, off the registration path, and the host's agent
 // retries until they exist.
 //
-// Order matters. The Role grants access by name, so it is only created once
+// Order matters (inventory.AccessSteps is the rule). The Role grants access by name, so it is only created once
 // the name is known not to be someone else's Secret (foreign Secrets are never
 // in our cache, hence the live read). The plan Secret comes last: an existing
 // plan Secret of ours means the access was granted, so steady state costs no
@@ -37,21 +38,37 @@ func (h *handler) newPlanSecret(mi *elementalv1.MachineInventory) (*corev1.Secre
 	defer cancel()
 	secret, err := h.secrets.Get(mi.Namespace, mi.Name, metav1.GetOptions{})
 	switch {
-	case err == nil:
-		// Ours (our cache is behind), or not ours: never grant access to it.
-		return secret, !plans.OwnedBy(secret, mi), nil
-	case !apierrors.IsNotFound(err):
+	case apierrors.IsNotFound(err):
+		secret = nil
+	case err != nil:
 		return nil, false, err
 	}
-	if err := credentials.EnsureAccess(ctx, h.k8s, mi); err != nil {
-		if errors.Is(err, credentials.ErrConflict) {
-			h.recorder.Event(mi, corev1.EventTypeWarning, "CredentialConflict", err.Error())
-			h.inventories.EnqueueAfter(mi.Namespace, mi.Name, conflictRetry)
-			return nil, false, nil
+	// Ours (our cache is behind): nothing to do. Not ours: never grant
+	// access to it. Missing: access, then the Secret.
+	state := inventory.PlanSecretState(secret, mi)
+	for _, step := range inventory.AccessSteps(state, false) {
+		switch step {
+		case inventory.GrantAccess:
+			if err := credentials.EnsureAccess(ctx, h.k8s, mi); err != nil {
+				if errors.Is(err, credentials.ErrConflict) {
+					h.recorder.Event(mi, corev1.EventTypeWarning, "CredentialConflict", err.Error())
+					h.inventories.EnqueueAfter(mi.Namespace, mi.Name, conflictRetry)
+					return nil, false, nil
+				}
+				return nil, false, err
+			}
+		case inventory.CreatePlanSecret:
+			return h.createPlanSecret(ctx, mi)
 		}
-		return nil, false, err
 	}
-	secret, err = h.secrets.Create(plans.NewSecret(mi))
+	return secret, state == inventory.SecretForeign, nil
+}
+
+// createPlanSecret creates the plan Secret once access is granted. Should
+// the name have been taken since the read, a fresh read decides whether the
+// access may stay.
+func (h *handler) createPlanSecret(ctx context.Context, mi *elementalv1.MachineInventory) (*corev1.Secret, bool, error) {
+	secret, err := h.secrets.Create(plans.NewSecret(mi))
 	if err == nil {
 		return secret, false, nil
 	}
@@ -62,7 +79,7 @@ func (h *handler) newPlanSecret(mi *elementalv1.MachineInventory) (*corev1.Secre
 	if err != nil {
 		return nil, false, err
 	}
-	if !plans.OwnedBy(secret, mi) {
+	if !inventory.MayHoldAccess(inventory.PlanSecretState(secret, mi)) {
 		// Someone else's Secret appeared since the check: take back the access.
 		if err := credentials.DeleteAccess(ctx, h.k8s, mi); err != nil {
 			return nil, false, fmt.Errorf("revoking access to a foreign secret: %w", err)

@@ -10,6 +10,7 @@ import (
 
 	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
 	"github.com/elemental-operator/elemental-operator/pkg/credentials"
+	"github.com/elemental-operator/elemental-operator/pkg/inventory"
 	"github.com/elemental-operator/elemental-operator/pkg/plans"
 )
 
@@ -17,7 +18,7 @@ import (
 // reset timeout), then deletes everything the inventory owns explicitly
 // (no reliance on garbage collection) and removes the finalizer.
 func (h *handler) finalize(mi *elementalv1.MachineInventory) (*elementalv1.MachineInventory, error) {
-	if !hasFinalizer(mi) {
+	if !inventory.HasFinalizer(mi) {
 		return mi, nil
 	}
 	secret, err := h.secrets.Cache().Get(mi.Namespace, mi.Name)
@@ -31,9 +32,7 @@ func (h *handler) finalize(mi *elementalv1.MachineInventory) (*elementalv1.Machi
 		secret = nil // someone else's Secret: never reset through it, never delete it
 	}
 
-	resettable := mi.Annotations[elementalv1.ResettableAnnotation] == "true" &&
-		mi.Annotations[elementalv1.SkipResetAnnotation] != "true"
-	if resettable && secret != nil {
+	if inventory.ResetOnDelete(mi) && secret != nil {
 		obs := observation{ownerName: selectorOwner(mi), secret: secret, resetState: resetPending}
 		if secret.Annotations[elementalv1.PlanTypeAnnotation] != elementalv1.PlanTypeReset {
 			plan, err := h.resetPlan(mi)
@@ -64,14 +63,7 @@ func (h *handler) finalize(mi *elementalv1.MachineInventory) (*elementalv1.Machi
 	if err := h.cleanup(mi, secret); err != nil {
 		return mi, err
 	}
-	mi = mi.DeepCopy()
-	finalizers := mi.Finalizers[:0]
-	for _, f := range mi.Finalizers {
-		if f != elementalv1.MachineInventoryFinalizer {
-			finalizers = append(finalizers, f)
-		}
-	}
-	mi.Finalizers = finalizers
+	mi = inventory.WithoutFinalizer(mi)
 	h.log(mi).Info("inventory cleaned up")
 	h.written.Forget(mi.UID)
 	h.deferred.Forget(mi.UID)

@@ -11,18 +11,10 @@ import (
 
 	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
 	"github.com/elemental-operator/elemental-operator/pkg/conditions"
+	"github.com/elemental-operator/elemental-operator/pkg/inventory"
 	"github.com/elemental-operator/elemental-operator/pkg/metrics"
 	"github.com/elemental-operator/elemental-operator/pkg/plans"
 )
-
-func hasFinalizer(mi *elementalv1.MachineInventory) bool {
-	for _, f := range mi.Finalizers {
-		if f == elementalv1.MachineInventoryFinalizer {
-			return true
-		}
-	}
-	return false
-}
 
 func (h *handler) log(mi *elementalv1.MachineInventory) *logrus.Entry {
 	return logrus.WithFields(logrus.Fields{"machineinventory": mi.Namespace + "/" + mi.Name})
@@ -40,10 +32,8 @@ func (h *handler) OnChange(_ string, mi *elementalv1.MachineInventory) (*element
 	if mi.DeletionTimestamp != nil {
 		return h.finalize(mi)
 	}
-	if !hasFinalizer(mi) {
-		mi = mi.DeepCopy()
-		mi.Finalizers = append(mi.Finalizers, elementalv1.MachineInventoryFinalizer)
-		return h.update(mi)
+	if !inventory.HasFinalizer(mi) {
+		return h.update(inventory.WithFinalizer(mi))
 	}
 
 	obs := observation{ownerName: selectorOwner(mi)}
@@ -59,16 +49,14 @@ func (h *handler) OnChange(_ string, mi *elementalv1.MachineInventory) (*element
 	}
 	obs.secret, obs.secretConflict = secret, conflict
 
-	if mi.Annotations[elementalv1.ReleaseAnnotation] != "" && secret != nil {
+	if inventory.Releasing(mi) && secret != nil {
 		var done bool
 		if secret, done, err = h.release(mi, secret); err != nil {
 			return mi, err
 		}
 		obs.secret = secret
 		if done {
-			mi = mi.DeepCopy()
-			delete(mi.Annotations, elementalv1.ReleaseAnnotation)
-			if mi, err = h.update(mi); err != nil {
+			if mi, err = h.update(inventory.Released(mi)); err != nil {
 				return nil, err
 			}
 		}

@@ -57,7 +57,7 @@ func TestNewInventoryGetsItsPlanSecretAndReadyOnAck(t *testing.T) {
 	// Role, RoleBinding and plan Secret, status on registration, status on
 	// ack: at most 5 object writes (Events are observability, not state, and
 	// not counted).
-	time.Sleep(time.Second) // let any stray write land before counting
+	time.Sleep(time.Second) // kept: a window for stray writes; the exact count asserted next is the check
 	after := writes.Snapshot()
 	total := 0
 	for k, v := range after {

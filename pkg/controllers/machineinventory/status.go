@@ -6,6 +6,7 @@ import (
 
 	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
 	"github.com/elemental-operator/elemental-operator/pkg/conditions"
+	"github.com/elemental-operator/elemental-operator/pkg/inventory"
 	"github.com/elemental-operator/elemental-operator/pkg/plans"
 )
 
@@ -31,12 +32,8 @@ const (
 
 // selectorOwner returns the name of the claiming selector, if any.
 func selectorOwner(mi *elementalv1.MachineInventory) string {
-	for _, ref := range mi.OwnerReferences {
-		if ref.Kind == "MachineInventorySelector" && ref.Controller != nil && *ref.Controller {
-			return ref.Name
-		}
-	}
-	return ""
+	c, _ := inventory.ClaimOf(mi)
+	return c.Selector
 }
 
 // buildStatus derives the whole status from the inventory and what was
@@ -84,8 +81,8 @@ func buildStatus(mi *elementalv1.MachineInventory, obs observation) elementalv1.
 		set(elementalv1.ConditionPlanReady, metav1.ConditionFalse, elementalv1.ReasonWaitingForPlan, "waiting for the agent to apply the "+planType+" plan")
 	}
 
-	releasing := mi.Annotations[elementalv1.ReleaseAnnotation] != ""
-	deleting := mi.DeletionTimestamp != nil
+	releasing := inventory.Releasing(mi)
+	deleting := inventory.Deleting(mi)
 	// Ready: the first unmet step, most specific first.
 	switch {
 	case obs.resetState == resetTimedOut:

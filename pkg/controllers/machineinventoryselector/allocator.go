@@ -10,13 +10,13 @@ import (
 
 	"github.com/sirupsen/logrus"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
 
 	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
 	elementalctl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/elemental.cattle.io/v1beta1"
+	"github.com/elemental-operator/elemental-operator/pkg/inventory"
 )
 
 // allocator is the one writer that decides which selector gets which
@@ -194,7 +194,7 @@ func (a *allocator) waiting(ns string) ([]waitingSelector, error) {
 	}
 	var out []waitingSelector
 	for _, mis := range list {
-		if !hasFinalizer(mis) || a.paused(mis) {
+		if !inventory.SelectorHasFinalizer(mis) || a.paused(mis) {
 			continue
 		}
 		if _, ok := machineOwner(mis); !ok {
@@ -232,7 +232,7 @@ func (a *allocator) allocate(ctx context.Context, ns string) error {
 	}
 	var free []*elementalv1.MachineInventory
 	for _, mi := range freeList {
-		if Free(mi) && !a.inventoryPending(mi) {
+		if inventory.Free(mi) && !a.inventoryPending(mi) {
 			free = append(free, mi)
 		}
 	}
@@ -337,15 +337,7 @@ func decide(waiting []waitingSelector, free []*elementalv1.MachineInventory) []p
 // claim is the one optimistic-locked write that pairs them: the inventory
 // gains a controller ownerRef to the selector (other ownerRefs are kept).
 func (a *allocator) claim(mis *elementalv1.MachineInventorySelector, mi *elementalv1.MachineInventory) error {
-	controller := true
-	claimed := mi.DeepCopy()
-	claimed.OwnerReferences = append(claimed.OwnerReferences, metav1.OwnerReference{
-		APIVersion: elementalv1.SchemeGroupVersion.String(),
-		Kind:       "MachineInventorySelector",
-		Name:       mis.Name,
-		UID:        mis.UID,
-		Controller: &controller,
-	})
+	claimed := inventory.ClaimBy(mi, mis)
 	// The resourceVersion from the cache makes this a compare-and-swap: if the
 	// inventory changed (claimed by anyone, deleted, released), it fails.
 	if _, err := a.inventories.Update(claimed); err != nil {

@@ -26,6 +26,7 @@ import (
 	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
 	capictl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/cluster.x-k8s.io/v1beta2"
 	elementalctl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/elemental.cattle.io/v1beta1"
+	"github.com/elemental-operator/elemental-operator/pkg/inventory"
 	"github.com/elemental-operator/elemental-operator/pkg/metrics"
 	"github.com/elemental-operator/elemental-operator/pkg/stale"
 )
@@ -115,12 +116,13 @@ func (h *handler) onInventory(_ string, mi *elementalv1.MachineInventory) (*elem
 	if mi == nil {
 		return nil, nil
 	}
-	if name, uid, ok := claimOf(mi); ok {
+	if c, ok := inventory.ClaimOf(mi); ok {
+		name, uid := c.Selector, string(c.UID)
 		if h.orphaned(mi, name, uid) {
 			return mi, h.releaseOrphan(mi, name, uid)
 		}
 		h.selectors.EnqueueAfter(mi.Namespace, name, 0)
-	} else if Free(mi) {
+	} else if inventory.Free(mi) {
 		h.alloc.Enqueue(mi.Namespace)
 	}
 	return mi, nil
@@ -155,23 +157,14 @@ func (h *handler) onPlanSecret(_ string, s *corev1.Secret) (*corev1.Secret, erro
 	if err != nil {
 		return s, nil
 	}
-	if name, _, ok := claimOf(mi); ok {
-		h.selectors.EnqueueAfter(mi.Namespace, name, 0)
+	if c, ok := inventory.ClaimOf(mi); ok {
+		h.selectors.EnqueueAfter(mi.Namespace, c.Selector, 0)
 	}
 	return s, nil
 }
 
 func (h *handler) log(mis *elementalv1.MachineInventorySelector) *logrus.Entry {
 	return logrus.WithField("selector", mis.Namespace+"/"+mis.Name)
-}
-
-func hasFinalizer(mis *elementalv1.MachineInventorySelector) bool {
-	for _, f := range mis.Finalizers {
-		if f == elementalv1.MachineInventorySelectorFinalizer {
-			return true
-		}
-	}
-	return false
 }
 
 // paused: the selector's own annotation, or its CAPI Cluster's spec.paused.

@@ -6,13 +6,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
+	"github.com/elemental-operator/elemental-operator/pkg/inventory"
 )
 
 // finalize gives the claimed inventory back (or deletes it, per its policy)
 // and removes the finalizer at once: it never waits for the host
 // (docs/contracts.md, Cluster API).
 func (h *handler) finalize(mis *elementalv1.MachineInventorySelector) (*elementalv1.MachineInventorySelector, error) {
-	if !hasFinalizer(mis) {
+	if !inventory.SelectorHasFinalizer(mis) {
 		return mis, nil
 	}
 	owned, err := h.inventories.Cache().GetByIndex(ByOwnerSelectorUID, string(mis.UID))
@@ -28,15 +29,7 @@ func (h *handler) finalize(mis *elementalv1.MachineInventorySelector) (*elementa
 	h.written.Forget(mis.UID)
 	h.deferred.Forget(mis.UID)
 	h.planned.forget(mis.UID)
-	mis = mis.DeepCopy()
-	var finalizers []string
-	for _, f := range mis.Finalizers {
-		if f != elementalv1.MachineInventorySelectorFinalizer {
-			finalizers = append(finalizers, f)
-		}
-	}
-	mis.Finalizers = finalizers
-	return h.selectors.Update(mis)
+	return h.selectors.Update(inventory.SelectorWithoutFinalizer(mis))
 }
 
 // release ends a claim: a resettable inventory or one with release policy
@@ -44,8 +37,7 @@ func (h *handler) finalize(mis *elementalv1.MachineInventorySelector) (*elementa
 // is dropped and the release annotation asks the inventory controller to
 // clean the host and return it to the pool.
 func (h *handler) release(mis *elementalv1.MachineInventorySelector, mi *elementalv1.MachineInventory) error {
-	if mi.Annotations[elementalv1.ResettableAnnotation] == "true" ||
-		mi.Annotations[elementalv1.ReleasePolicyAnnotation] == string(elementalv1.ReleasePolicyDelete) {
+	if inventory.DeleteOnRelease(mi) {
 		uid := mi.UID
 		err := h.inventories.Delete(mi.Namespace, mi.Name, &metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
 		if err != nil && !apierrors.IsNotFound(err) {
@@ -54,18 +46,7 @@ func (h *handler) release(mis *elementalv1.MachineInventorySelector, mi *element
 		h.recorder.Eventf(mis, corev1.EventTypeNormal, "InventoryReleased", "deleted inventory %s (resettable or release policy Delete)", mi.Name)
 		return nil
 	}
-	released := mi.DeepCopy()
-	var refs []metav1.OwnerReference
-	for _, ref := range released.OwnerReferences {
-		if !(ref.Kind == "MachineInventorySelector" && ref.UID == mis.UID) {
-			refs = append(refs, ref)
-		}
-	}
-	released.OwnerReferences = refs
-	if released.Annotations == nil {
-		released.Annotations = map[string]string{}
-	}
-	released.Annotations[elementalv1.ReleaseAnnotation] = mis.Name
+	released := inventory.Release(mi, mis)
 	// Optimistic lock: the cached resourceVersion guards against lost updates.
 	if _, err := h.inventories.Update(released); err != nil {
 		if apierrors.IsNotFound(err) {

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
+	"github.com/elemental-operator/elemental-operator/pkg/inventory"
 	"github.com/elemental-operator/elemental-operator/pkg/metrics"
 	"github.com/elemental-operator/elemental-operator/pkg/plans"
 )
@@ -34,10 +35,8 @@ func (h *handler) OnChange(_ string, mis *elementalv1.MachineInventorySelector) 
 	if h.paused(mis) {
 		return h.writeStatus(mis, observation{paused: true})
 	}
-	if !hasFinalizer(mis) {
-		mis = mis.DeepCopy()
-		mis.Finalizers = append(mis.Finalizers, elementalv1.MachineInventorySelectorFinalizer)
-		return h.update(mis)
+	if !inventory.SelectorHasFinalizer(mis) {
+		return h.update(inventory.SelectorWithFinalizer(mis))
 	}
 	if _, ok := machineOwner(mis); !ok {
 		return h.writeStatus(mis, observation{waitingMachine: true})

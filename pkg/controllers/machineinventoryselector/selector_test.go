@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -91,9 +92,17 @@ func TestAdoptionBootstrapAndReady(t *testing.T) {
 		}))
 		// Nudge the controller, then check nothing of Rancher's was touched.
 		selectorsTouch(t, ns, "m0")
-		time.Sleep(time.Second)
-		mis, err := selectors.Get(ns, "m0", metav1.GetOptions{})
-		require.NoError(t, err)
+		var mis *elementalv1.MachineInventorySelector
+		testenv.Consistently(t, time.Second, func() error {
+			var err error
+			if mis, err = selectors.Get(ns, "m0", metav1.GetOptions{}); err != nil {
+				return err
+			}
+			if len(mis.Status.Addresses) != 1 || mis.Status.Addresses[0].Address != "node-from-rancher" || mis.Spec.ProviderID != "rke2://"+mis.Status.MachineInventoryRef.Name {
+				return fmt.Errorf("Rancher's fields were touched: addresses %v, providerID %q", mis.Status.Addresses, mis.Spec.ProviderID)
+			}
+			return nil
+		})
 		assert.Equal(t, []elementalv1.MachineAddress{{Type: elementalv1.MachineHostName, Address: "node-from-rancher"}}, mis.Status.Addresses)
 		assert.Equal(t, "rke2://"+mis.Status.MachineInventoryRef.Name, mis.Spec.ProviderID)
 		assert.True(t, mis.Status.Ready)
@@ -108,7 +117,7 @@ func TestAdoptionWrites(t *testing.T) {
 	ctx := context.Background()
 	ns := namespace(t)
 	readyInventories(t, ns, "fire", 5, map[string]string{"element": "fire"})
-	time.Sleep(time.Second) // registration writes land before counting
+	time.Sleep(time.Second) // pacing, not an assertion: registration writes land before the count starts
 	before := writes.InNamespace(ns)
 	for i := 0; i < 5; i++ {
 		_, err := rancher.CreateMachine(ctx, ns, fmt.Sprintf("m%d", i), testenv.MachineOptions{Selector: fire, Script: script})
@@ -129,7 +138,7 @@ func TestAdoptionWrites(t *testing.T) {
 		}
 		return nil
 	})
-	time.Sleep(time.Second) // let any stray write land
+	time.Sleep(time.Second) // kept: a window for stray writes; the exact count asserted next is the check
 	after := writes.InNamespace(ns)
 	delta := map[string]int{}
 	for k, v := range after {
@@ -183,7 +192,12 @@ func TestMoreSelectorsThanInventories(t *testing.T) {
 		}
 		return nil
 	})
-	time.Sleep(2 * time.Second) // give any wrong extra claim the chance to happen
+	testenv.Consistently(t, 2*time.Second, func() error { // give any wrong extra claim the chance to happen
+		if n := len(claims(t, ns)); n != 15 {
+			return fmt.Errorf("%d claims", n)
+		}
+		return nil
+	})
 	pairs := claims(t, ns)
 	assert.Len(t, pairs, 15)
 	waiting := 0
@@ -277,8 +291,12 @@ func TestNoClaimWithoutAMachine(t *testing.T) {
 	require.NoError(t, err)
 	mis := waitSelector(t, ns, "orphan", 30*time.Second, hasReason(elementalv1.ConditionBootstrapReady, elementalv1.ReasonWaitingForBootstrapData))
 	assert.Nil(t, mis.Status.MachineInventoryRef)
-	time.Sleep(time.Second)
-	assert.Empty(t, claims(t, ns))
+	testenv.Consistently(t, time.Second, func() error {
+		if c := claims(t, ns); len(c) != 0 {
+			return fmt.Errorf("claims: %v", c)
+		}
+		return nil
+	})
 }
 
 func TestInvalidSelector(t *testing.T) {
@@ -313,9 +331,15 @@ func TestPausedSelectorIsLeftAlone(t *testing.T) {
 	})
 	mis = waitSelector(t, ns, "paused", 30*time.Second, hasReason(elementalv1.ConditionPaused, elementalv1.ReasonPaused))
 	frozen := mis.Status.DeepCopy()
-	time.Sleep(2 * time.Second)
-	mis, err = selectors.Get(ns, "paused", metav1.GetOptions{})
-	require.NoError(t, err)
+	testenv.Consistently(t, 2*time.Second, func() error {
+		if mis, err = selectors.Get(ns, "paused", metav1.GetOptions{}); err != nil {
+			return err
+		}
+		if !reflect.DeepEqual(mis.Status.MachineInventoryRef, frozen.MachineInventoryRef) || mis.Status.BootstrapPlanChecksum != frozen.BootstrapPlanChecksum {
+			return fmt.Errorf("a paused selector changed: ref %v, checksum %q", mis.Status.MachineInventoryRef, mis.Status.BootstrapPlanChecksum)
+		}
+		return nil
+	})
 	assert.Equal(t, frozen.MachineInventoryRef, mis.Status.MachineInventoryRef)
 	assert.Equal(t, frozen.BootstrapPlanChecksum, mis.Status.BootstrapPlanChecksum)
 

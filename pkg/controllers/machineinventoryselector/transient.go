@@ -33,15 +33,12 @@ const transientDelay = 5 * time.Second
 // changes a recorded machineInventoryRef: the allocator's index of waiting
 // selectors only sees a selector whose recorded ref is empty.
 func (h *handler) deferTransient(mis *elementalv1.MachineInventorySelector, obs observation, status elementalv1.MachineInventorySelectorStatus) bool {
-	reason := conditionReason(status.Conditions, elementalv1.ConditionReady)
-	switch {
-	case obs.paused:
-	case refName(mis.Status.MachineInventoryRef) != "" && refName(mis.Status.MachineInventoryRef) != refName(status.MachineInventoryRef):
-	case reason == elementalv1.ReasonWaitingForInventory && !obs.waitingMachine && obs.selectorErr == nil:
+	switch kind, key := transientOf(mis, obs, status); kind {
+	case awaitingVerdict:
 		// The allocator wakes us with its verdict (onJudged).
 		return !obs.judged
-	case reason == elementalv1.ReasonWaitingForInventory, reason == elementalv1.ReasonSuccessfullyUpdatedPlan:
-		wait := h.deferred.Wait(mis.UID, reason+"/"+status.BootstrapPlanChecksum)
+	case awaitingOthers:
+		wait := h.deferred.Wait(mis.UID, key)
 		if wait == 0 {
 			return false // it lasted: write what we see
 		}
@@ -50,6 +47,35 @@ func (h *handler) deferTransient(mis *elementalv1.MachineInventorySelector, obs 
 	}
 	h.deferred.Forget(mis.UID) // a state that is not a wait: the next wait starts a new clock
 	return false
+}
+
+// transientKind is how deferTransient treats a status about to be written.
+type transientKind int
+
+const (
+	// notTransient: written at once; any running clock is dropped.
+	notTransient transientKind = iota
+	// awaitingVerdict: waiting for the allocator; held until a pass judged
+	// the selector (observation.judged).
+	awaitingVerdict
+	// awaitingOthers: waiting for the owner Machine or the agent; held
+	// until the state (the key) has lasted transientDelay.
+	awaitingOthers
+)
+
+// transientOf is deferTransient's pure decision: the kind of status being
+// written, and for awaitingOthers the key of the state whose duration counts.
+func transientOf(mis *elementalv1.MachineInventorySelector, obs observation, status elementalv1.MachineInventorySelectorStatus) (transientKind, string) {
+	reason := conditionReason(status.Conditions, elementalv1.ConditionReady)
+	switch {
+	case obs.paused:
+	case refName(mis.Status.MachineInventoryRef) != "" && refName(mis.Status.MachineInventoryRef) != refName(status.MachineInventoryRef):
+	case reason == elementalv1.ReasonWaitingForInventory && !obs.waitingMachine && obs.selectorErr == nil:
+		return awaitingVerdict, ""
+	case reason == elementalv1.ReasonWaitingForInventory, reason == elementalv1.ReasonSuccessfullyUpdatedPlan:
+		return awaitingOthers, reason + "/" + status.BootstrapPlanChecksum
+	}
+	return notTransient, ""
 }
 
 func refName(ref *corev1.LocalObjectReference) string {

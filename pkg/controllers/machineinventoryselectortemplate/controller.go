@@ -14,8 +14,8 @@ import (
 
 	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
 	"github.com/elemental-operator/elemental-operator/pkg/conditions"
-	"github.com/elemental-operator/elemental-operator/pkg/controllers/machineinventoryselector"
 	elementalctl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/elemental.cattle.io/v1beta1"
+	"github.com/elemental-operator/elemental-operator/pkg/inventory"
 )
 
 // coalesce batches inventory events: during a burst (a pool registering, an
@@ -65,7 +65,7 @@ func (h *handler) OnChange(_ string, t *elementalv1.MachineInventorySelectorTemp
 		}
 		free := 0
 		for _, mi := range matching {
-			if machineinventoryselector.Free(mi) {
+			if inventory.Free(mi) {
 				free++
 			}
 		}

@@ -76,7 +76,7 @@ func TestTemplateShowsPoolCapacity(t *testing.T) {
 					return
 				}
 			}
-			time.Sleep(100 * time.Millisecond)
+			time.Sleep(100 * time.Millisecond) // the poll interval of this Eventually-style wait
 		}
 		t.Fatalf("%s: %v", name, err)
 	}

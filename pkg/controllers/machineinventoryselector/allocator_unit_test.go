@@ -1,0 +1,123 @@
+package machineinventoryselector
+
+import (
+	"hash/fnv"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
+)
+
+func waitingFor(t *testing.T, name string, sel elementalv1.LabelSelector) waitingSelector {
+	mis := &elementalv1.MachineInventorySelector{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, UID: types.UID(name + "-uid")}}
+	mis.Spec.Selector = sel
+	s, err := sel.AsSelector()
+	require.NoError(t, err)
+	return waitingSelector{mis: mis, selector: s}
+}
+
+// spreadPick is the candidate decide picks for uid among n matching ones.
+func spreadPick(uid types.UID, n int) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(uid))
+	return int(h.Sum32() % uint32(n))
+}
+
+func TestDecide(t *testing.T) {
+	gpu := elementalv1.LabelSelector{MatchLabels: map[string]string{"gpu": "yes"}}
+	all := elementalv1.LabelSelector{}
+	zoneIn := elementalv1.LabelSelector{MatchExpressions: []elementalv1.LabelSelectorRequirement{{Key: "zone", Operator: metav1.LabelSelectorOpIn, Values: []string{"b"}}}}
+	free := func(names ...string) []*elementalv1.MachineInventory {
+		labels := map[string]map[string]string{
+			"a-gpu":  {"gpu": "yes", "zone": "a"},
+			"b-cpu":  {"gpu": "no", "zone": "b"},
+			"c-gpu":  {"gpu": "yes", "zone": "b"},
+			"d-none": nil,
+		}
+		var out []*elementalv1.MachineInventory
+		for _, n := range names {
+			out = append(out, unitInventory(n, labels[n]))
+		}
+		return out
+	}
+	cases := []struct {
+		name    string
+		waiting []waitingSelector
+		free    []*elementalv1.MachineInventory
+		want    map[string]string // selector → inventory
+	}{
+		{
+			name:    "nothing free",
+			waiting: []waitingSelector{waitingFor(t, "s1", all)},
+			want:    map[string]string{},
+		},
+		{
+			name: "nobody waiting",
+			free: free("a-gpu"),
+			want: map[string]string{},
+		},
+		{
+			name:    "one match",
+			waiting: []waitingSelector{waitingFor(t, "s1", gpu)},
+			free:    free("a-gpu", "b-cpu"),
+			want:    map[string]string{"s1": "a-gpu"},
+		},
+		{
+			name:    "no match leaves the selector out",
+			waiting: []waitingSelector{waitingFor(t, "s1", gpu)},
+			free:    free("b-cpu", "d-none"),
+			want:    map[string]string{},
+		},
+		{
+			name:    "match expressions",
+			waiting: []waitingSelector{waitingFor(t, "s1", zoneIn)},
+			free:    free("a-gpu", "c-gpu", "d-none"),
+			want:    map[string]string{"s1": "c-gpu"},
+		},
+		{
+			name:    "an inventory is handed out once; the older selector wins",
+			waiting: []waitingSelector{waitingFor(t, "old", gpu), waitingFor(t, "young", gpu)},
+			free:    free("a-gpu", "b-cpu"),
+			want:    map[string]string{"old": "a-gpu"},
+		},
+		{
+			name:    "two selectors, two matches: both served",
+			waiting: []waitingSelector{waitingFor(t, "s1", gpu), waitingFor(t, "s2", gpu)},
+			free:    free("a-gpu", "c-gpu"),
+			want: func() map[string]string {
+				gpus := []string{"a-gpu", "c-gpu"}
+				first := gpus[spreadPick("s1-uid", 2)]
+				second := gpus[1-spreadPick("s1-uid", 2)]
+				return map[string]string{"s1": first, "s2": second}
+			}(),
+		},
+		{
+			name:    "a specific selector after a catch-all may go without",
+			waiting: []waitingSelector{waitingFor(t, "all", all), waitingFor(t, "gpu", gpu)},
+			free:    free("a-gpu"),
+			want:    map[string]string{"all": "a-gpu"},
+		},
+		{
+			name:    "the pick spreads by selector UID",
+			waiting: []waitingSelector{waitingFor(t, "s1", all)},
+			free:    free("a-gpu", "b-cpu", "c-gpu", "d-none"),
+			want:    map[string]string{"s1": []string{"a-gpu", "b-cpu", "c-gpu", "d-none"}[spreadPick("s1-uid", 4)]},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := map[string]string{}
+			for _, p := range decide(tc.waiting, tc.free) {
+				_, dup := got[p.mis.Name]
+				assert.False(t, dup, "selector %s paired twice", p.mis.Name)
+				got[p.mis.Name] = p.mi.Name
+			}
+			assert.Equal(t, tc.want, got)
+			assert.Equal(t, decide(tc.waiting, tc.free), decide(tc.waiting, tc.free), "deterministic")
+		})
+	}
+}
