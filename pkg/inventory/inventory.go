@@ -116,7 +116,7 @@ func Release(mi *elementalv1.MachineInventory, mis *elementalv1.MachineInventory
 	released := mi.DeepCopy()
 	var refs []metav1.OwnerReference
 	for _, ref := range released.OwnerReferences {
-		if !(ref.Kind == SelectorKind && ref.UID == mis.UID) {
+		if ref.Kind != SelectorKind || ref.UID != mis.UID {
 			refs = append(refs, ref)
 		}
 	}

@@ -41,7 +41,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
+	defer func() { _ = os.RemoveAll(dir) }()
 	binary = filepath.Join(dir, "elemental-operator")
 	build := exec.Command("go", "build", "-o", binary, "../..")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
@@ -54,7 +54,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer env.Stop()
+	defer func() { _ = env.Stop() }()
 	kubeconfig = filepath.Join(dir, "kubeconfig")
 	if err := env.WriteKubeconfig(kubeconfig); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -101,7 +101,7 @@ func start(t *testing.T, namespace string, extraEnv ...string) *process {
 		close(p.done)
 	}()
 	t.Cleanup(func() {
-		p.stop(t)
+		_ = p.stop(t)
 		if t.Failed() {
 			t.Logf("operator output (pid %d):\n%s", p.cmd.Process.Pid, p.out.String())
 		}
@@ -132,7 +132,7 @@ func get(url string) (int, string) {
 	if err != nil {
 		return 0, err.Error()
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	body, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(body)
 }
@@ -239,7 +239,7 @@ func TestRefusesAnUnusableConfiguration(t *testing.T) {
 func TestTakenPortIsAStartupError(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	defer l.Close()
+	defer func() { _ = l.Close() }()
 	out, err := exec.Command(binary, "--kubeconfig", kubeconfig, "--health-addr", l.Addr().String(), "--metrics-addr", "").CombinedOutput()
 	require.Error(t, err)
 	assert.Contains(t, string(out), "listening on "+l.Addr().String())

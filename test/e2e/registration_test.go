@@ -101,7 +101,7 @@ func (r *replica) served() int {
 	if err != nil {
 		return -1
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	n := 0
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
@@ -152,7 +152,7 @@ func registrationConfig(t *testing.T, r *testenv.Rancher, url string) host.Regis
 	hc := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	resp, err := hc.Get(url)
 	require.NoError(t, err)
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	body, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))

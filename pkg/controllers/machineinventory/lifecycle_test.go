@@ -197,7 +197,7 @@ func TestSkipResetDeletesAtOnce(t *testing.T) {
 
 func TestReleaseReturnsTheHostToThePool(t *testing.T) {
 	ns := newNamespace(t)
-	mi := newInventory(t, ns, "pool", nil)
+	newInventory(t, ns, "pool", nil)
 	getSecret(t, ns, "pool")
 	// As if a selector had bootstrapped it.
 	bootstrap := []byte(`{"instructions":[{"name":"bootstrap","command":"true"}]}`)
@@ -206,7 +206,7 @@ func TestReleaseReturnsTheHostToThePool(t *testing.T) {
 	waitReason(t, ns, "pool", elementalv1.ConditionReady, metav1.ConditionTrue, elementalv1.ReasonPlanSuccessfullyApplied, 30*time.Second)
 
 	// The selector's finalizer marks the release.
-	mi = getInventory(t, ns, "pool")
+	mi := getInventory(t, ns, "pool")
 	mi.Annotations = map[string]string{elementalv1.ReleaseAnnotation: "some-selector"}
 	_, err := inventories.Update(mi)
 	require.NoError(t, err)

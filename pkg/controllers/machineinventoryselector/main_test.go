@@ -37,7 +37,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer env.Stop()
+	defer func() { _ = env.Stop() }()
 	if rancher, err = testenv.NewSimulatedRancher(env.Config); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

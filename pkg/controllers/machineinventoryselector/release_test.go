@@ -106,7 +106,7 @@ func TestInventoryDeletedBeforeBootstrapIsReplaced(t *testing.T) {
 	})
 	first := mis.Status.MachineInventoryRef.Name
 	require.NoError(t, inventories.Delete(ns, first, nil))
-	mis = waitSelector(t, ns, "waiter", time.Minute, func(m *elementalv1.MachineInventorySelector) error {
+	waitSelector(t, ns, "waiter", time.Minute, func(m *elementalv1.MachineInventorySelector) error {
 		if m.Status.MachineInventoryRef == nil || m.Status.MachineInventoryRef.Name == first {
 			return fmt.Errorf("still on %v", m.Status.MachineInventoryRef)
 		}

@@ -25,7 +25,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer env.Stop()
+	defer func() { _ = env.Stop() }()
 	stop := testenv.RunOperator(env.Config, nil)
 	code := m.Run()
 	if err := stop(); err != nil {

@@ -32,7 +32,7 @@ func desiredStatus(mr *elementalv1.MachineRegistration, base, problem, token str
 	switch {
 	case duplicate:
 		r = readiness{metav1.ConditionFalse, elementalv1.ReasonDuplicateToken,
-			fmt.Sprintf("spec.token is already used by another MachineRegistration")}
+			"spec.token is already used by another MachineRegistration"}
 	default:
 		st.RegistrationToken = token
 	}
