@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/sirupsen/logrus"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -17,6 +18,7 @@ import (
 	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
 	"github.com/elemental-operator/elemental-operator/pkg/credentials"
 	"github.com/elemental-operator/elemental-operator/pkg/endpoints"
+	"github.com/elemental-operator/elemental-operator/pkg/inventory"
 	"github.com/elemental-operator/elemental-operator/pkg/metrics"
 	"github.com/elemental-operator/elemental-operator/pkg/plans"
 	"github.com/elemental-operator/elemental-operator/pkg/register/protocol"
@@ -208,19 +210,44 @@ func (s *Server) updateInventory(ctx context.Context, mi *elementalv1.MachineInv
 // A new inventory needs only its ServiceAccount here: the inventory
 // controller creates its Role, RoleBinding and plan Secret right after, off
 // the registration path, and the host's agent retries until they exist
-// (see docs/contracts.md, Plan Secret). A re-registration ensures everything, plan Secret first,
-// so that a missing piece is recreated and access is never granted to a
-// Secret that is not the inventory's.
+// (see docs/contracts.md, Plan Secret). A re-registration repairs whatever
+// is missing, in the order of inventory.AccessSteps: the plan Secret's name
+// is read live first, access (ServiceAccount, Role, RoleBinding) is granted
+// only when that name is not someone else's Secret, and a missing plan
+// Secret is created last.
 func (s *Server) ensureCredential(ctx context.Context, mi *elementalv1.MachineInventory, created bool) error {
-	var err error
 	if created {
-		err = credentials.EnsureServiceAccount(ctx, s.k8s, mi)
-	} else {
-		if err := s.ensurePlanSecret(ctx, mi); err != nil {
-			return err
-		}
-		err = credentials.Ensure(ctx, s.k8s, mi)
+		return s.credentialReply(mi, credentials.EnsureServiceAccount(ctx, s.k8s, mi))
 	}
+	secret, err := s.k8s.CoreV1().Secrets(mi.Namespace).Get(ctx, mi.Name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		secret = nil
+	case err != nil:
+		return &replyError{"reading the plan Secret failed"}
+	}
+	state := inventory.PlanSecretState(secret, mi)
+	if state == inventory.SecretForeign {
+		return foreignSecret(mi)
+	}
+	for _, step := range inventory.AccessSteps(state, true) {
+		switch step {
+		case inventory.GrantAccess:
+			if err := s.credentialReply(mi, credentials.Ensure(ctx, s.k8s, mi)); err != nil {
+				return err
+			}
+		case inventory.CreatePlanSecret:
+			if err := s.createPlanSecret(ctx, mi); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// credentialReply turns an error of pkg/credentials into the host's reply;
+// a conflict is also a Warning Event on the inventory.
+func (s *Server) credentialReply(mi *elementalv1.MachineInventory, err error) error {
 	if errors.Is(err, credentials.ErrConflict) {
 		s.recorder.Event(mi, corev1.EventTypeWarning, "CredentialConflict", err.Error())
 		return &replyError{fmt.Sprintf("agent credential for MachineInventory %s/%s conflicts with an existing object", mi.Namespace, mi.Name)}
@@ -231,8 +258,10 @@ func (s *Server) ensureCredential(ctx context.Context, mi *elementalv1.MachineIn
 	return nil
 }
 
-// ensurePlanSecret creates the plan Secret (plan {}) unless it exists and is ours.
-func (s *Server) ensurePlanSecret(ctx context.Context, mi *elementalv1.MachineInventory) error {
+// createPlanSecret creates the plan Secret (plan {}) once access is granted.
+// Should the name have been taken since the read, a fresh read decides
+// whether the access may stay; if not, it is revoked.
+func (s *Server) createPlanSecret(ctx context.Context, mi *elementalv1.MachineInventory) error {
 	secrets := s.k8s.CoreV1().Secrets(mi.Namespace)
 	_, err := secrets.Create(ctx, plans.NewSecret(mi), metav1.CreateOptions{})
 	if err == nil {
@@ -245,10 +274,18 @@ func (s *Server) ensurePlanSecret(ctx context.Context, mi *elementalv1.MachineIn
 	if err != nil {
 		return &replyError{"reading the plan Secret failed"}
 	}
-	if !plans.OwnedBy(existing, mi) {
-		return &replyError{fmt.Sprintf("Secret %s/%s exists and is not the plan Secret of this MachineInventory", mi.Namespace, mi.Name)}
+	if inventory.MayHoldAccess(inventory.PlanSecretState(existing, mi)) {
+		return nil
 	}
-	return nil
+	if err := credentials.DeleteAccess(ctx, s.k8s, mi); err != nil {
+		logrus.Warnf("revoking agent access to foreign Secret %s/%s: %v", mi.Namespace, mi.Name, err)
+	}
+	return foreignSecret(mi)
+}
+
+// foreignSecret is the reply when the plan Secret's name is someone else's Secret.
+func foreignSecret(mi *elementalv1.MachineInventory) error {
+	return &replyError{fmt.Sprintf("Secret %s/%s exists and is not the plan Secret of this MachineInventory", mi.Namespace, mi.Name)}
 }
 
 // configReply builds the Config payload: install, reset and registration

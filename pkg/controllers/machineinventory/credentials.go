@@ -27,9 +27,12 @@ const conflictRetry = time.Minute
 // Secret are created here, off the registration path, and the host's agent
 // retries until they exist.
 //
-// Order matters (inventory.AccessSteps is the rule). The Role grants access by name, so it is only created once
-// the name is known not to be someone else's Secret (foreign Secrets are never
-// in our cache, hence the live read). The plan Secret comes last: an existing
+// Order matters, and inventory.AccessSteps is the one rule for it: the
+// registration server follows it too when a known host re-registers (with
+// repair, so a removed Role or RoleBinding comes back). The Role grants
+// access by name, so it is only created once the name is known not to be
+// someone else's Secret (foreign Secrets are never in our cache, hence the
+// live read). The plan Secret comes last: an existing
 // plan Secret of ours means the access was granted, so steady state costs no
 // API call. A conflict (a foreign Secret, Role or RoleBinding of that name)
 // grants nothing, is reported with a Warning Event, and is looked at again.
