@@ -216,11 +216,15 @@ func TestSecondInstanceFollowsThenTakesOver(t *testing.T) {
 	second := start(t, ns)
 	second.waitReady(t)
 	// Over several retry periods (500ms) the follower must never lead.
-	for i := 0; i < 10; i++ {
-		assert.False(t, second.leading(), "second instance leads while the first holds the lease")
-		assert.True(t, first.leading(), "first instance lost the lease")
-		time.Sleep(300 * time.Millisecond)
-	}
+	testenv.Consistently(t, 3*time.Second, func() error {
+		if second.leading() {
+			return fmt.Errorf("second instance leads while the first holds the lease")
+		}
+		if !first.leading() {
+			return fmt.Errorf("first instance lost the lease")
+		}
+		return nil
+	})
 
 	require.NoError(t, first.stop(t))
 	require.Eventually(t, second.leading, 30*time.Second, 100*time.Millisecond, "follower never took over")
