@@ -60,9 +60,6 @@ func startRegistration(ctx context.Context, cfg Config, restCfg *rest.Config, k8
 		MaxPerSource:      cfg.RegistrationMaxPerSource,
 		ConversationBytes: cfg.RegistrationMaxBytes,
 	}
-	if !listener {
-		opts.Endpoints.Mode = endpoints.Rancher // no listener of our own
-	}
 	reg, err := server.Start(ctx, restCfg, opts)
 	if err != nil {
 		return err

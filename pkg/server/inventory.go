@@ -278,7 +278,7 @@ func (s *Server) createPlanSecret(ctx context.Context, mi *elementalv1.MachineIn
 		return nil
 	}
 	if err := credentials.DeleteAccess(ctx, s.k8s, mi); err != nil {
-		logrus.Warnf("revoking agent access to foreign Secret %s/%s: %v", mi.Namespace, mi.Name, err)
+		logrus.WithError(err).WithField("secret", mi.Namespace+"/"+mi.Name).Warn("revoking agent access to a Secret that is not the inventory's plan Secret failed")
 	}
 	return foreignSecret(mi)
 }

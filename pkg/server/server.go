@@ -48,7 +48,7 @@ type Options struct {
 	// command line; with a mode that has no listener, Addr and TLSSecret are
 	// unused and the server is only a handler (served through the tunnel).
 	Endpoints endpoints.Static
-	// Addr is the direct-mode listen address.
+	// Addr is the direct-mode listen address; empty: no listener.
 	Addr string
 	// Namespace is the operator's namespace, home of the generated TLS Secret.
 	Namespace string
@@ -236,7 +236,7 @@ func Start(ctx context.Context, cfg *rest.Config, opts Options) (*Server, error)
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: k8s.CoreV1().Events("")})
 	s.recorder = broadcaster.NewRecorder(schemes.All, corev1.EventSource{Component: Component})
 
-	if !opts.Endpoints.Mode.Listener() {
+	if !opts.Endpoints.Mode.Listener() || opts.Addr == "" {
 		logrus.WithField("mode", opts.Endpoints.Mode).Info("registration server has no listener of its own: it is served through Rancher's tunnel")
 		return s, nil
 	}

@@ -4,8 +4,6 @@
 package settings
 
 import (
-	"strings"
-
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/discovery"
 
@@ -14,14 +12,10 @@ import (
 
 // The Settings we read.
 const (
-	ServerURL       = "server-url"
-	CACerts         = "cacerts"
-	InternalCACerts = "internal-cacerts"
-	AgentTLSMode    = "agent-tls-mode"
+	ServerURL    = "server-url"
+	CACerts      = "cacerts"
+	AgentTLSMode = "agent-tls-mode"
 )
-
-// Watched are the Settings whose change matters to onboarding.
-var Watched = map[string]bool{ServerURL: true, CACerts: true, InternalCACerts: true, AgentTLSMode: true}
 
 // Getter is what a Setting cache offers (nil-safe use through Reader).
 type Getter interface {
@@ -70,21 +64,4 @@ func (r Reader) Value(name string) string {
 		return ""
 	}
 	return s.Effective()
-}
-
-// BaseURL is the registration and agent base URL: override when set, else
-// the server-url Setting; never with a trailing slash.
-func (r Reader) BaseURL(override string) string {
-	if override != "" {
-		return strings.TrimRight(override, "/")
-	}
-	return strings.TrimRight(r.Value(ServerURL), "/")
-}
-
-// RancherCA is the Rancher part of the CA bundle: cacerts, else internal-cacerts.
-func (r Reader) RancherCA() string {
-	if ca := r.Value(CACerts); ca != "" {
-		return ca
-	}
-	return r.Value(InternalCACerts)
 }
