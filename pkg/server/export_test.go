@@ -49,3 +49,11 @@ func (s *Server) OpenConnections() int {
 	defer s.conns.mu.Unlock()
 	return s.conns.total
 }
+
+// IdentityLabel is the keyed identity-hash label of a TPM or PLAIN hash.
+func IdentityLabel(key []byte, tpm bool, hash string) string {
+	return identityLabel(key, identity{tpm: tpm, hash: hash})
+}
+
+// LoadIdentityKey reads or creates the installation's identity key.
+var LoadIdentityKey = loadIdentityKey

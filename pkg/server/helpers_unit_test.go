@@ -129,7 +129,6 @@ func TestBuildMetadata(t *testing.T) {
 }
 
 func TestNewInventoryMetadata(t *testing.T) {
-	hash := strings.Repeat("ab", 32)
 	tests := []struct {
 		name      string
 		reset     bool
@@ -159,11 +158,8 @@ func TestNewInventoryMetadata(t *testing.T) {
 			mr := &elementalv1.MachineRegistration{ObjectMeta: metav1.ObjectMeta{Name: "mr"}}
 			mr.Spec.Config.Elemental.Reset.Enabled = tt.reset
 			mr.Spec.ReleasePolicy = tt.policy
-			labels, anns := map[string]string{}, map[string]string{}
-			newInventoryMetadata(mr, identity{hash: hash}, labels, anns)
-			if got := labels[elementalv1.IdentityHashLabel]; got != hash[:32] {
-				t.Errorf("identity label = %q, want %q", got, hash[:32])
-			}
+			anns := map[string]string{}
+			newInventoryMetadata(mr, anns)
 			if !reflect.DeepEqual(anns, tt.wantAnns) {
 				t.Errorf("annotations = %v, want %v", anns, tt.wantAnns)
 			}

@@ -71,6 +71,9 @@ func (s *Server) commit(c *conversation) (*protocol.Config, error) {
 	}
 	in := hostInput{data: c.data, labels: c.labels, annotations: c.annotations}
 	labels, annotations, warns := buildMetadata(mr, in, existing)
+	// New hosts get the keyed identity label; known ones are relabelled
+	// from the unkeyed value older versions wrote (a merge patch, as below).
+	labels[elementalv1.IdentityHashLabel] = identityLabel(s.identityKey, c.id)
 	var mi *elementalv1.MachineInventory
 	if existing != nil {
 		mi, err = s.updateInventory(ctx, existing, labels, annotations)
@@ -91,7 +94,18 @@ func (s *Server) commit(c *conversation) (*protocol.Config, error) {
 	if err := s.ensureCredential(ctx, mi, existing == nil); err != nil {
 		return nil, err
 	}
-	token, expiry, err := credentials.Token(ctx, s.k8s, mi, s.opts.AgentTokenTTL)
+	// The token is bound to the inventory's credential Secret: deleting or
+	// rotating it revokes the token (pkg/credentials, bound.go). A rotation
+	// the inventory controller has not made yet is made here, so the host
+	// never gets a token that is about to be revoked.
+	bound, rotated, err := credentials.EnsureBound(ctx, s.k8s, mi, existing == nil)
+	if err != nil {
+		return nil, s.credentialReply(mi, err)
+	}
+	if rotated {
+		s.recorder.Event(mi, corev1.EventTypeNormal, "CredentialRotated", "every agent token issued before was revoked")
+	}
+	token, expiry, err := credentials.Token(ctx, s.k8s, mi, bound, s.opts.AgentTokenTTL)
 	if err != nil {
 		return nil, &replyError{"issuing the agent token failed"}
 	}
@@ -115,7 +129,7 @@ func (s *Server) createInventory(ctx context.Context, mr *elementalv1.MachineReg
 	if err != nil {
 		return nil, warn, &replyError{err.Error()}
 	}
-	newInventoryMetadata(mr, id, labels, annotations)
+	newInventoryMetadata(mr, annotations)
 	mi := &elementalv1.MachineInventory{
 		ObjectMeta: metav1.ObjectMeta{
 			Name: name, Namespace: mr.Namespace, Labels: labels, Annotations: annotations,
@@ -145,7 +159,10 @@ func (s *Server) createInventory(ctx context.Context, mr *elementalv1.MachineReg
 // uniqueWinner closes the list-then-create race between replicas: of all
 // inventories with this identity, the oldest wins; a losing creation is deleted.
 func (s *Server) uniqueWinner(ctx context.Context, created *elementalv1.MachineInventory, id identity) (*elementalv1.MachineInventory, error) {
-	list, err := s.miClient.List("", metav1.ListOptions{LabelSelector: elementalv1.IdentityHashLabel + "=" + id.hash[:32]})
+	// Inventories of older versions (or replicas not yet upgraded) carry the
+	// unkeyed label: both values are matched.
+	selector := fmt.Sprintf("%s in (%s,%s)", elementalv1.IdentityHashLabel, identityLabel(s.identityKey, id), legacyIdentityLabel(id))
+	list, err := s.miClient.List("", metav1.ListOptions{LabelSelector: selector})
 	if err != nil {
 		return nil, err
 	}

@@ -43,6 +43,8 @@ var (
 	writes        *testenv.WriteCounter
 	registrations elementalv1ctl.MachineRegistrationClient
 	inventories   elementalv1ctl.MachineInventoryClient
+	// operatorNS is the operator's namespace (the identity key's home).
+	operatorNS string
 )
 
 const (
@@ -74,6 +76,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	operatorNS = ns
 
 	// The server on its own (every replica runs one), its writes counted.
 	srvCfg, counter := testenv.CountWrites(env.Config)

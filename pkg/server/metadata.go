@@ -97,9 +97,8 @@ func buildMetadata(mr *elementalv1.MachineRegistration, in hostInput, existing *
 	return labels, annotations, warns
 }
 
-// newInventoryMetadata adds what only a first registration writes.
-func newInventoryMetadata(mr *elementalv1.MachineRegistration, id identity, labels, annotations map[string]string) {
-	labels[elementalv1.IdentityHashLabel] = id.hash[:32]
+// newInventoryMetadata adds the annotations only a first registration writes.
+func newInventoryMetadata(mr *elementalv1.MachineRegistration, annotations map[string]string) {
 	if mr.Spec.Config.Elemental.Reset.Enabled {
 		annotations[elementalv1.ResettableAnnotation] = "true"
 	}

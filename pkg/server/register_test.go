@@ -117,7 +117,7 @@ func TestRegisterPlainHosts(t *testing.T) {
 		names[mi.Name] = true
 		assert.Regexp(t, `^node-[0-9a-f]{6}$`, mi.Name)
 		assert.Equal(t, []string{elementalv1.MachineInventoryFinalizer}, mi.Finalizers)
-		assert.Equal(t, hashOf(id)[:32], mi.Labels[elementalv1.IdentityHashLabel])
+		assert.Equal(t, keyedLabel(t, false, hashOf(id)), mi.Labels[elementalv1.IdentityHashLabel])
 		assert.Equal(t, "fire", mi.Labels["element"])
 		assert.Equal(t, "4", mi.Labels["cores"])
 		assert.Equal(t, "host-"+strings.ReplaceAll(id, ":", "-"), mi.Labels["hostname"])

@@ -140,6 +140,8 @@ type Server struct {
 	tls           *tlsMaterial
 	http          *http.Server
 	listener      net.Listener
+	// identityKey keys the identity-hash label (identitykey.go).
+	identityKey []byte
 	// limits are read on every connection and conversation; conns counts
 	// open connections, sources concurrent requests per source address.
 	limits  atomic.Pointer[limits]
@@ -194,6 +196,14 @@ func Start(ctx context.Context, cfg *rest.Config, opts Options) (*Server, error)
 		k8s:           k8s,
 		locks:         newKeyLock(),
 		inFlight:      make(chan struct{}, opts.MaxInFlight),
+	}
+	// Bounded on its own: one read (and at most one create) that a shutdown
+	// during start-up need not interrupt.
+	kctx, kcancel := context.WithTimeout(context.Background(), 30*time.Second)
+	s.identityKey, err = loadIdentityKey(kctx, k8s, opts.Namespace)
+	kcancel()
+	if err != nil {
+		return nil, err
 	}
 	s.limits.Store(&limits{maxConnections: opts.MaxConnections, maxPerSource: opts.MaxPerSource,
 		conversationBytes: opts.ConversationBytes, conversationMessages: opts.ConversationMessages,

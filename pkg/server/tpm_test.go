@@ -138,7 +138,7 @@ func TestTPMEmulatedHosts(t *testing.T) {
 		hash := emulatedHash(t, h.seed)
 		assert.Equal(t, hash, mi.Spec.TPMHash, "host %d", i)
 		assert.Empty(t, mi.Spec.MachineHash)
-		assert.Equal(t, hash[:32], mi.Labels[elementalv1.IdentityHashLabel])
+		assert.Equal(t, keyedLabel(t, true, hash), mi.Labels[elementalv1.IdentityHashLabel])
 		assert.Equal(t, fmt.Sprintf("lab-%d", i), mi.Labels["elemental.cattle.io/site"])
 		assert.Equal(t, "earth", mi.Labels["element"])
 		assert.Equal(t, "emulated-tpm", mi.Annotations["elemental.cattle.io/auth"])

@@ -14,8 +14,8 @@ import (
 	"github.com/elemental-operator/elemental-operator/pkg/credentials"
 )
 
-// identityInventory creates an inventory the way the server does, for a
-// PLAIN identity.
+// identityInventory creates an inventory for a PLAIN identity the way an
+// older version did (the unkeyed identity label, still matched).
 func identityInventory(t *testing.T, ns, name, id string) *elementalv1.MachineInventory {
 	t.Helper()
 	hash := hashOf(id)

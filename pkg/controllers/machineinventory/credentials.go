@@ -91,3 +91,41 @@ func (h *handler) createPlanSecret(ctx context.Context, mi *elementalv1.MachineI
 	}
 	return secret, false, nil
 }
+
+// rotateCredential carries out a rotation asked for with the
+// rotate-credential annotation: the bound Secret is replaced, which revokes
+// every token issued before (pkg/credentials, bound.go). The host gets a new
+// token when it next registers; the registration server makes the same
+// rotation itself should the host come first. Without the annotation, or
+// once the bound Secret records its value, this costs a cache read.
+func (h *handler) rotateCredential(mi *elementalv1.MachineInventory) error {
+	if mi.Annotations[elementalv1.RotateCredentialAnnotation] == "" {
+		return nil
+	}
+	cached, err := h.secrets.Cache().Get(mi.Namespace, credentials.BoundSecretName(mi.Name))
+	switch {
+	case apierrors.IsNotFound(err):
+		cached = nil
+	case err != nil:
+		return err
+	}
+	if !credentials.RotationPending(cached, mi) {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, rotated, err := credentials.EnsureBound(ctx, h.k8s, mi, false)
+	if errors.Is(err, credentials.ErrConflict) {
+		h.recorder.Event(mi, corev1.EventTypeWarning, "CredentialConflict", err.Error())
+		h.inventories.EnqueueAfter(mi.Namespace, mi.Name, conflictRetry)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if rotated {
+		h.log(mi).Info("agent credential rotated")
+		h.recorder.Event(mi, corev1.EventTypeNormal, "CredentialRotated", "every agent token issued before was revoked")
+	}
+	return nil
+}

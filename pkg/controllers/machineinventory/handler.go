@@ -36,6 +36,10 @@ func (h *handler) OnChange(_ string, mi *elementalv1.MachineInventory) (*element
 		return h.update(inventory.WithFinalizer(mi))
 	}
 
+	if err := h.rotateCredential(mi); err != nil {
+		return mi, err
+	}
+
 	obs := observation{ownerName: selectorOwner(mi)}
 	if obs.ownerName != "" {
 		owner, err := h.selectors.Get(mi.Namespace, obs.ownerName)

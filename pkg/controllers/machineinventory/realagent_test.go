@@ -31,7 +31,9 @@ func TestRealSystemAgent(t *testing.T) {
 	getSecret(t, ns, "host-b")
 	require.NoError(t, credentials.Ensure(ctx, env.Client, mi))
 	require.NoError(t, credentials.Ensure(ctx, env.Client, other))
-	token, expires, err := credentials.Token(ctx, env.Client, mi, 24*time.Hour)
+	bound, _, err := credentials.EnsureBound(ctx, env.Client, mi, true)
+	require.NoError(t, err)
+	token, expires, err := credentials.Token(ctx, env.Client, mi, bound, 24*time.Hour)
 	require.NoError(t, err)
 	assert.True(t, expires.After(time.Now().Add(23*time.Hour)))
 

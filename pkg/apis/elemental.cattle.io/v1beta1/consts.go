@@ -17,6 +17,15 @@ const (
 	ReleaseAnnotation             = Prefix + "release"
 	SkipResetAnnotation           = Prefix + "skip-reset"
 	PlanTypeAnnotation            = Prefix + "plan.type"
+	// RotateCredentialAnnotation (Extension), set by an admin on a
+	// MachineInventory: any new value revokes every agent token issued
+	// before it; the host gets a new one when it next registers.
+	RotateCredentialAnnotation = Prefix + "rotate-credential"
+	// BoundTokensAnnotation (Extension) marks an agent ServiceAccount whose
+	// tokens are all bound to the inventory's credential Secret; one without
+	// it may have unbound tokens from an older version, so a rotation
+	// replaces it.
+	BoundTokensAnnotation = Prefix + "bound-tokens"
 
 	ExternalIPLabel = Prefix + "ExternalIP"
 	InternalIPLabel = Prefix + "InternalIP"
@@ -44,6 +53,7 @@ var ReservedKeys = map[string]bool{
 	ReleaseAnnotation:             true,
 	SkipResetAnnotation:           true,
 	IdentityHashLabel:             true,
+	RotateCredentialAnnotation:    true,
 }
 
 // Condition types.
