@@ -71,7 +71,7 @@ func EnsureBound(ctx context.Context, k8s kubernetes.Interface, mi *elementalv1.
 	case err != nil:
 		return nil, false, fmt.Errorf("reading Secret %s/%s: %w", mi.Namespace, name, err)
 	case !owned(cur, mi):
-		return nil, false, fmt.Errorf("Secret %s/%s: %w", mi.Namespace, name, ErrConflict)
+		return nil, false, fmt.Errorf("credential Secret %s/%s: %w", mi.Namespace, name, ErrConflict)
 	}
 	if !RotationPending(cur, mi) {
 		if cur != nil {
@@ -111,7 +111,7 @@ func createBound(ctx context.Context, k8s kubernetes.Interface, mi *elementalv1.
 		return nil, false, fmt.Errorf("reading Secret %s/%s: %w", mi.Namespace, name, err)
 	}
 	if !owned(cur, mi) {
-		return nil, false, fmt.Errorf("Secret %s/%s: %w", mi.Namespace, name, ErrConflict)
+		return nil, false, fmt.Errorf("credential Secret %s/%s: %w", mi.Namespace, name, ErrConflict)
 	}
 	return cur, false, nil
 }
