@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -118,6 +119,55 @@ func TestRealSystemAgent(t *testing.T) {
 		for what, err := range forbidden {
 			assert.True(t, apierrors.IsForbidden(err), "%s: want Forbidden, got %v", what, err)
 		}
+	})
+
+	t.Run("rotating the credential cuts the agent off until it gets a new token", func(t *testing.T) {
+		old := token
+		_, err := inventories.Patch(ns, "host-a", types.MergePatchType,
+			[]byte(`{"metadata":{"annotations":{"`+elementalv1.RotateCredentialAnnotation+`":"1"}}}`))
+		require.NoError(t, err)
+		host := kubernetes.NewForConfigOrDie(&rest.Config{Host: env.Config.Host, BearerToken: old, TLSClientConfig: rest.TLSClientConfig{CAData: env.Config.CAData}})
+		eventually(t, 30*time.Second, func() error {
+			_, err := host.CoreV1().Secrets(ns).Get(ctx, "host-a", metav1.GetOptions{})
+			if apierrors.IsUnauthorized(err) {
+				return nil
+			}
+			return fmt.Errorf("want Unauthorized, got %v", err)
+		})
+		// The agent reads its token once: restarted with the revoked one it
+		// exits at its start-up check (systemd would restart it in a loop).
+		agent.Stop()
+		agent = startAgent()
+		eventually(t, 60*time.Second, func() error {
+			if !agent.Exited() {
+				return fmt.Errorf("the agent still runs with a revoked token")
+			}
+			return nil
+		})
+		// What the host's next registration gives it: a token bound to the
+		// new credential Secret; restarted with it, the agent applies plans.
+		mi, err := inventories.Get(ns, "host-a", metav1.GetOptions{})
+		require.NoError(t, err)
+		bound, rotated, err := credentials.EnsureBound(ctx, env.Client, mi, false)
+		require.NoError(t, err)
+		assert.False(t, rotated, "the controller rotated already")
+		token, _, err = credentials.Token(ctx, env.Client, mi, bound, 24*time.Hour)
+		require.NoError(t, err)
+		agent.Stop()
+		agent = startAgent()
+		after := []byte(`{"instructions":[{"name":"again","command":"sh","args":["-c","echo rotated"],"saveOutput":true}]}`)
+		writePlan(t, ns, "host-a", after, elementalv1.PlanTypeBootstrap)
+		eventually(t, 90*time.Second, func() error {
+			mi, err := inventories.Get(ns, "host-a", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if mi.Status.Plan == nil || mi.Status.Plan.AppliedChecksum != plans.Checksum(after) {
+				return fmt.Errorf("the plan written after the rotation is not applied yet: %+v", mi.Status.Plan)
+			}
+			return nil
+		})
+		assert.False(t, agent.Exited())
 	})
 
 	t.Run("deleting the inventory revokes the token", func(t *testing.T) {
