@@ -92,3 +92,30 @@ func TestUniquenessAfterCreate(t *testing.T) {
 		return nil
 	})
 }
+
+// During a rolling upgrade an older replica labels with the unkeyed hash and
+// a newer one with the keyed value: the check after the create sees both.
+func TestUniquenessAcrossLabelVersions(t *testing.T) {
+	ns := newNamespace(t)
+	const id = "52:54:00:99:99:03"
+	hash := hashOf(id)
+	mi, err := inventories.Create(&elementalv1.MachineInventory{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: ns, Name: "a-keyed",
+			Labels:     map[string]string{elementalv1.IdentityHashLabel: keyedLabel(t, false, hash)},
+			Finalizers: []string{elementalv1.MachineInventoryFinalizer},
+		},
+		Spec: elementalv1.MachineInventorySpec{MachineHash: hash},
+	})
+	require.NoError(t, err)
+	newer := identityInventory(t, ns, "b-legacy", id)
+	winner, err := srv.UniqueWinner(newer)
+	require.NoError(t, err)
+	assert.Equal(t, mi.UID, winner.UID, "the older, keyed inventory wins over the newer legacy one")
+	eventually(t, 20*time.Second, func() error {
+		if _, err := inventories.Get(ns, newer.Name, metav1.GetOptions{}); !isNotFound(err) {
+			return fmt.Errorf("losing inventory still there: %v", err)
+		}
+		return nil
+	})
+}
