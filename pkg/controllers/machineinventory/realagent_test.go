@@ -116,6 +116,27 @@ func TestRealSystemAgent(t *testing.T) {
 		for what, err := range forbidden {
 			assert.True(t, apierrors.IsForbidden(err), "%s: want Forbidden, got %v", what, err)
 		}
+
+		// The admission policy: the agent's token writes back, never programs.
+		update := func(edit func(*corev1.Secret)) error {
+			s, err := secrets.Get(ctx, "host-a", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			edit(s)
+			_, err = secrets.Update(ctx, s, metav1.UpdateOptions{})
+			return err
+		}
+		refused := map[string]error{
+			"rewrite data.plan":      update(func(s *corev1.Secret) { s.Data["plan"] = []byte(`{"instructions":[{"name":"x","command":"id"}]}`) }),
+			"forge the plan type":    update(func(s *corev1.Secret) { s.Annotations[elementalv1.PlanTypeAnnotation] = elementalv1.PlanTypeEmpty }),
+			"add a label":            update(func(s *corev1.Secret) { s.Labels["pwned"] = "true" }),
+			"drop the managed label": update(func(s *corev1.Secret) { delete(s.Labels, elementalv1.ManagedLabel) }),
+		}
+		for what, err := range refused {
+			assert.True(t, apierrors.IsForbidden(err), "%s: want Forbidden from the admission policy, got %v", what, err)
+		}
+		require.NoError(t, update(func(s *corev1.Secret) { s.Data["probe-statuses"] = []byte(`{"x":{}}`) }), "a write-back key")
 	})
 
 	t.Run("deleting the inventory revokes the token", func(t *testing.T) {
