@@ -167,10 +167,10 @@ func FuzzVerify(f *testing.F) {
 			t.Fatalf("checksums %q %q", c.Found, c.Recorded)
 		}
 		var want Integrity
-		switch {
-		case recorded == "":
+		switch recorded {
+		case "":
 			want = Unrecorded
-		case recorded == c.Found:
+		case c.Found:
 			want = Intact
 		default:
 			want = Tampered

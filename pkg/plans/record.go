@@ -55,10 +55,10 @@ type Check struct {
 // Verify compares data.plan with the record. It is pure and bounded.
 func Verify(s *corev1.Secret) Check {
 	c := Check{Found: Checksum(s.Data[KeyPlan]), Recorded: s.Annotations[elementalv1.PlanChecksumAnnotation]}
-	switch {
-	case c.Recorded == "":
+	switch c.Recorded {
+	case "":
 		c.Integrity = Unrecorded
-	case c.Recorded == c.Found:
+	case c.Found:
 		c.Integrity = Intact
 	default:
 		c.Integrity = Tampered
