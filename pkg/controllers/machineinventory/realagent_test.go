@@ -2,6 +2,7 @@ package machineinventory_test
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -73,6 +75,25 @@ func TestRealSystemAgent(t *testing.T) {
 		writePlan(t, ns, "host-a", fixed, elementalv1.PlanTypeBootstrap)
 		mi := waitReason(t, ns, "host-a", elementalv1.ConditionReady, metav1.ConditionTrue, elementalv1.ReasonPlanSuccessfullyApplied, 90*time.Second)
 		assert.Equal(t, plans.Checksum(fixed), mi.Status.Plan.AppliedChecksum)
+	})
+
+	t.Run("a hand-edited plan is restored and the agent applies the recorded one", func(t *testing.T) {
+		recorded := getSecret(t, ns, "host-a").Data["plan"]
+		evil := `{"files":[{"path":"/var/lib/elemental/evil","content":"cHdu","permissions":"0600"}]}`
+		_, err := env.Client.CoreV1().Secrets(ns).Patch(ctx, "host-a", types.MergePatchType,
+			[]byte(fmt.Sprintf(`{"data":{"plan":%q}}`, base64.StdEncoding.EncodeToString([]byte(evil)))), metav1.PatchOptions{})
+		require.NoError(t, err)
+		waitReason(t, ns, "host-a", elementalv1.ConditionPlanTampered, metav1.ConditionTrue, elementalv1.ReasonPlanRestored, 30*time.Second)
+		assert.Equal(t, recorded, getSecret(t, ns, "host-a").Data["plan"])
+		// Whether or not the agent ran the edited plan meanwhile, it ends on the recorded one.
+		eventually(t, 90*time.Second, func() error {
+			s := getSecret(t, ns, "host-a")
+			if got := string(s.Data["applied-checksum"]); got != plans.Checksum(recorded) {
+				return fmt.Errorf("applied-checksum %s", got)
+			}
+			return nil
+		})
+		waitReason(t, ns, "host-a", elementalv1.ConditionReady, metav1.ConditionTrue, elementalv1.ReasonPlanSuccessfullyApplied, 30*time.Second)
 	})
 
 	t.Run("restarting the agent is harmless", func(t *testing.T) {
