@@ -1,6 +1,7 @@
 package admission_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -226,4 +227,25 @@ func TestOtherServiceAccountsUntouched(t *testing.T) {
 		_, err := client.CoreV1().Secrets(h.ns).Patch(ctx, h.name, types.MergePatchType, []byte(`{"metadata":{"annotations":{"x":"y"}}}`), metav1.PatchOptions{})
 		return err // RBAC of the new subject may take a moment
 	})
+}
+
+// TestLargeSecretsStayWithinTheCELBudget: a plan and outputs near a Secret's
+// 1 MiB limit are still judged (allowed or refused), never failed for cost.
+func TestLargeSecretsStayWithinTheCELBudget(t *testing.T) {
+	ctx := context.Background()
+	h := newHost(t)
+	big := func(n int, c byte) []byte { return bytes.Repeat([]byte{c}, n) }
+	s, err := env.Client.CoreV1().Secrets(h.ns).Get(ctx, h.name, metav1.GetOptions{})
+	require.NoError(t, err)
+	s.Data[plans.KeyPlan] = big(450<<10, 'p')
+	_, err = env.Client.CoreV1().Secrets(h.ns).Update(ctx, s, metav1.UpdateOptions{})
+	require.NoError(t, err, "the operator writes a large plan")
+
+	require.NoError(t, h.update(func(s *corev1.Secret) {
+		s.Data[plans.KeyAppliedOutput] = big(250<<10, 'a')
+		s.Data["applied-periodic-output"] = big(250<<10, 'b')
+	}), "large write-back")
+	err = h.update(func(s *corev1.Secret) { s.Data[plans.KeyPlan][0] = 'q' })
+	assert.True(t, apierrors.IsForbidden(err), "a one-byte change of a large plan: want Forbidden, got %v", err)
+	assert.NotContains(t, fmt.Sprint(err), "cost", "judged, not failed for cost")
 }
