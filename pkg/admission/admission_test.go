@@ -249,3 +249,20 @@ func TestLargeSecretsStayWithinTheCELBudget(t *testing.T) {
 	assert.True(t, apierrors.IsForbidden(err), "a one-byte change of a large plan: want Forbidden, got %v", err)
 	assert.NotContains(t, fmt.Sprint(err), "cost", "judged, not failed for cost")
 }
+
+// TestStaleAgentWriteIsAConflict: the API server checks the resourceVersion
+// before validating admission, so an agent's Update of a copy read before the
+// operator changed the Secret gets 409 Conflict, as without the policy (agent
+// v0.3.4 then re-reads and retries when the plan is unchanged), not 403.
+func TestStaleAgentWriteIsAConflict(t *testing.T) {
+	ctx := context.Background()
+	h := newHost(t)
+	stale, err := h.agent.CoreV1().Secrets(h.ns).Get(ctx, h.name, metav1.GetOptions{})
+	require.NoError(t, err)
+	_, err = env.Client.CoreV1().Secrets(h.ns).Patch(ctx, h.name, types.MergePatchType,
+		plans.Patch([]byte(`{"instructions":[]}`), elementalv1.PlanTypeBootstrap), metav1.PatchOptions{})
+	require.NoError(t, err)
+	stale.Data[plans.KeyAppliedChecksum] = []byte(plans.EmptyChecksum)
+	_, err = h.agent.CoreV1().Secrets(h.ns).Update(ctx, stale, metav1.UpdateOptions{})
+	assert.True(t, apierrors.IsConflict(err), "want Conflict, got %v", err)
+}
