@@ -48,6 +48,7 @@ func Register(version string) {
 			Registrations,
 			AdoptionSeconds,
 			Plans,
+			PlanTampered,
 			ReconcileErrors,
 			TunnelConnected,
 			TunnelConnects,
@@ -90,6 +91,13 @@ var (
 		Namespace: namespace, Name: "plans_total",
 		Help: "Plan outcomes reported by agents, by plan type (empty, bootstrap, reset, release) and result (applied, failed).",
 	}, []string{"type", "result"})
+
+	// PlanTampered counts plan Secrets found with a data.plan that differs
+	// from the operator's record, by plan type and whether it was restored.
+	PlanTampered = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "plan_tampered_total",
+		Help: "Plan Secrets whose data.plan was changed outside the operator, by plan type and whether the recorded plan was restored (true, false).",
+	}, []string{"type", "restored"})
 
 	// ReconcileErrors counts handler errors (conflicts included) by controller.
 	ReconcileErrors = prometheus.NewCounterVec(prometheus.CounterOpts{

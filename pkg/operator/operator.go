@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/elemental-operator/elemental-operator/pkg/admission"
 	"github.com/elemental-operator/elemental-operator/pkg/controllers"
 	"github.com/elemental-operator/elemental-operator/pkg/crds"
 	"github.com/elemental-operator/elemental-operator/pkg/leader"
@@ -79,6 +80,14 @@ func RunWithConfig(parent context.Context, cfg Config, restCfg *rest.Config, ver
 		}
 		if err := crds.Install(ctx, restCfg, objs); err != nil {
 			return err
+		}
+		// The plan-Secret policy ships with the CRDs: whoever installs them
+		// (this flag or the charts) also keeps hosts from reprogramming plans.
+		switch err := admission.Install(ctx, k8s); {
+		case errors.Is(err, admission.ErrNotServed):
+			log.Warn("ValidatingAdmissionPolicy is not served (Kubernetes before 1.30?): a host's token can rewrite its plan Secret; tamper detection still repairs data.plan")
+		case err != nil:
+			return fmt.Errorf("installing the plan Secret admission policy: %w", err)
 		}
 	}
 

@@ -184,6 +184,11 @@ func TestStartsOnABareAPIServer(t *testing.T) {
 		}
 		assert.True(t, established, name)
 	}
+	// And, with them, the plan Secret admission policy and its binding.
+	_, err := env.Client.AdmissionregistrationV1().ValidatingAdmissionPolicies().Get(ctx, "elemental-plan-secrets", metav1.GetOptions{})
+	require.NoError(t, err, "admission policy")
+	_, err = env.Client.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings().Get(ctx, "elemental-plan-secrets", metav1.GetOptions{})
+	require.NoError(t, err, "admission policy binding")
 
 	// It took the lease in the namespace given through the environment.
 	require.Eventually(t, p.leading, time.Minute, 100*time.Millisecond)

@@ -188,11 +188,16 @@ func TestOutputTailIsBounded(t *testing.T) {
 	assert.Equal(t, "", OutputTail(buf.Bytes()))
 }
 
-func TestPatchTouchesOnlyPlanAndType(t *testing.T) {
+func TestPatchTouchesOnlyPlanTypeAndRecord(t *testing.T) {
 	var p map[string]interface{}
 	require.NoError(t, json.Unmarshal(Patch([]byte("{}"), "empty"), &p))
 	assert.Equal(t, map[string]interface{}{
-		"metadata": map[string]interface{}{"annotations": map[string]interface{}{"elemental.cattle.io/plan.type": "empty"}},
-		"data":     map[string]interface{}{"plan": "e30="},
+		"metadata": map[string]interface{}{"annotations": map[string]interface{}{
+			"elemental.cattle.io/plan.type":     "empty",
+			"elemental.cattle.io/plan.checksum": EmptyChecksum,
+			// Golden: the record is deterministic (no name or time in the gzip header).
+			"elemental.cattle.io/plan.record": "H4sIAAAAAAAC/6quBQQAAP//Q7+mowIAAAA=",
+		}},
+		"data": map[string]interface{}{"plan": "e30="},
 	}, p)
 }

@@ -1,8 +1,6 @@
 package plans
 
 import (
-	"encoding/json"
-
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -16,7 +14,7 @@ func NewSecret(mi *elementalv1.MachineInventory) *corev1.Secret {
 			Name:            mi.Name,
 			Namespace:       mi.Namespace,
 			Labels:          map[string]string{elementalv1.ManagedLabel: "true"},
-			Annotations:     map[string]string{elementalv1.PlanTypeAnnotation: elementalv1.PlanTypeEmpty},
+			Annotations:     newAnnotations(Empty, elementalv1.PlanTypeEmpty),
 			OwnerReferences: []metav1.OwnerReference{ControllerRef(mi)},
 		},
 		Type: elementalv1.PlanSecretType,
@@ -31,17 +29,25 @@ func OwnedBy(secret *corev1.Secret, mi *elementalv1.MachineInventory) bool {
 	return ref != nil && ref.UID == mi.UID && ref.Kind == "MachineInventory"
 }
 
-// Patch is a merge patch that sets only data.plan and the plan.type
-// annotation: agent keys and other annotations are left as they are.
+// Patch is a merge patch that sets only data.plan, the plan.type annotation
+// and the record of the plan (record.go): agent keys and other annotations
+// are left as they are.
 func Patch(plan []byte, planType string) []byte {
-	p := map[string]interface{}{
-		"metadata": map[string]interface{}{
-			"annotations": map[string]string{elementalv1.PlanTypeAnnotation: planType},
-		},
-		"data": map[string][]byte{KeyPlan: plan},
+	annotations := recordAnnotations(plan)
+	annotations[elementalv1.PlanTypeAnnotation] = planType
+	return mustJSON(map[string]interface{}{
+		"metadata": map[string]interface{}{"annotations": annotations},
+		"data":     map[string][]byte{KeyPlan: plan},
+	})
+}
+
+// newAnnotations are a new plan Secret's: its type and the record.
+func newAnnotations(plan []byte, planType string) map[string]string {
+	a := map[string]string{elementalv1.PlanTypeAnnotation: planType, elementalv1.PlanChecksumAnnotation: Checksum(plan)}
+	if enc, ok := EncodeRecord(plan); ok {
+		a[elementalv1.PlanRecordAnnotation] = enc
 	}
-	out, _ := json.Marshal(p)
-	return out
+	return a
 }
 
 // ControllerRef is the ownerRef every object owned by an inventory carries.

@@ -38,9 +38,11 @@ type Observed struct {
 // agent's write-back: failed wins over applied, and an applied-checksum of an
 // older plan means nothing (upstream reported it as applied).
 func Observe(data map[string][]byte, checksum string) Observed {
+	// The write-back comes from the host: only well-formed checksums are
+	// kept (they are copied into status), counts are never negative.
 	o := Observed{
-		AppliedChecksum: string(data[KeyAppliedChecksum]),
-		FailedChecksum:  string(data[KeyFailedChecksum]),
+		AppliedChecksum: checksumOrEmpty(data[KeyAppliedChecksum]),
+		FailedChecksum:  checksumOrEmpty(data[KeyFailedChecksum]),
 	}
 	if t, err := time.Parse(time.UnixDate, string(data[KeyLastApplyTime])); err == nil {
 		o.LastApplyTime = &t
@@ -48,12 +50,28 @@ func Observe(data map[string][]byte, checksum string) Observed {
 	switch {
 	case checksum != "" && o.FailedChecksum == checksum:
 		o.State = elementalv1.PlanFailed
-		o.FailureCount, _ = strconv.Atoi(string(data[KeyFailureCount]))
+		if n, err := strconv.Atoi(string(data[KeyFailureCount])); err == nil && n > 0 {
+			o.FailureCount = n
+		}
 		o.FailureOutput = OutputTail(data[KeyFailedOutput])
 	case checksum != "" && o.AppliedChecksum == checksum:
 		o.State = elementalv1.PlanApplied
 	}
 	return o
+}
+
+// checksumOrEmpty returns raw when it is a checksum as the agent writes it
+// (64 lowercase hex digits), else "": anything else cannot name a plan.
+func checksumOrEmpty(raw []byte) string {
+	if len(raw) != 64 {
+		return ""
+	}
+	for _, c := range raw {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return ""
+		}
+	}
+	return string(raw)
 }
 
 // FailureMessage is the condition message for a failed plan.

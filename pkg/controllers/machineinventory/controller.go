@@ -6,6 +6,7 @@ package machineinventory
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	corev1ctl "github.com/rancher/wrangler/v3/pkg/generated/controllers/core/v1"
@@ -39,6 +40,8 @@ type handler struct {
 	written *stale.Guard
 
 	deferred *stale.Window // inventory UID → in-progress state held back, and since when (transient.go)
+	// tampers: inventory UID → a tampering found whose status is not written yet (tamper.go).
+	tampers sync.Map
 }
 
 // Register wires the handlers. Plan Secret and selector changes are mapped back

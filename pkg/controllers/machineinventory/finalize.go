@@ -67,6 +67,7 @@ func (h *handler) finalize(mi *elementalv1.MachineInventory) (*elementalv1.Machi
 	h.log(mi).Info("inventory cleaned up")
 	h.written.Forget(mi.UID)
 	h.deferred.Forget(mi.UID)
+	h.tampers.Delete(mi.UID)
 	return h.inventories.Update(mi)
 }
 

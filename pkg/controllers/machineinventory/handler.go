@@ -51,6 +51,16 @@ func (h *handler) OnChange(_ string, mi *elementalv1.MachineInventory) (*element
 	if err != nil {
 		return mi, err
 	}
+	if secret != nil && !conflict {
+		if secret, obs.tamper, err = h.guardPlan(mi, secret); err != nil {
+			return mi, err
+		}
+		if obs.tamper != nil {
+			h.tampers.Store(mi.UID, obs.tamper)
+		} else if t, ok := h.tampers.Load(mi.UID); ok {
+			obs.tamper = t.(*tamper) // found on a pass whose status write failed
+		}
+	}
 	obs.secret, obs.secretConflict = secret, conflict
 
 	if inventory.Releasing(mi) && secret != nil {
@@ -65,7 +75,11 @@ func (h *handler) OnChange(_ string, mi *elementalv1.MachineInventory) (*element
 			}
 		}
 	}
-	return h.writeStatus(mi, obs)
+	out, err := h.writeStatus(mi, obs)
+	if err == nil && obs.tamper != nil {
+		h.tampers.Delete(mi.UID)
+	}
+	return out, err
 }
 
 // planSecret returns the inventory's plan Secret, creating it with the empty

@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/elemental-operator/elemental-operator/pkg/admission"
 	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
 	elementalctl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/elemental.cattle.io"
 	"github.com/elemental-operator/elemental-operator/pkg/operator"
@@ -47,6 +48,12 @@ func run(m *testing.M) int {
 		return 1
 	}
 	inventories = factory.Elemental().V1beta1().MachineInventory()
+	// Every test here runs under the plan Secret admission policy, as the
+	// operator installs it with its CRDs: agents can only write back.
+	if err := admission.Install(context.Background(), env.Client); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 
 	// The operator in-process, its writes counted.
 	opCfg, counter := testenv.CountWrites(env.Config)

@@ -2,6 +2,7 @@ package machineinventory_test
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"testing"
 	"time"
@@ -78,6 +79,25 @@ func TestRealSystemAgent(t *testing.T) {
 		assert.Equal(t, plans.Checksum(fixed), mi.Status.Plan.AppliedChecksum)
 	})
 
+	t.Run("a hand-edited plan is restored and the agent applies the recorded one", func(t *testing.T) {
+		recorded := getSecret(t, ns, "host-a").Data["plan"]
+		evil := `{"files":[{"path":"/var/lib/elemental/evil","content":"cHdu","permissions":"0600"}]}`
+		_, err := env.Client.CoreV1().Secrets(ns).Patch(ctx, "host-a", types.MergePatchType,
+			[]byte(fmt.Sprintf(`{"data":{"plan":%q}}`, base64.StdEncoding.EncodeToString([]byte(evil)))), metav1.PatchOptions{})
+		require.NoError(t, err)
+		waitReason(t, ns, "host-a", elementalv1.ConditionPlanTampered, metav1.ConditionTrue, elementalv1.ReasonPlanRestored, 30*time.Second)
+		assert.Equal(t, recorded, getSecret(t, ns, "host-a").Data["plan"])
+		// Whether or not the agent ran the edited plan meanwhile, it ends on the recorded one.
+		eventually(t, 90*time.Second, func() error {
+			s := getSecret(t, ns, "host-a")
+			if got := string(s.Data["applied-checksum"]); got != plans.Checksum(recorded) {
+				return fmt.Errorf("applied-checksum %s", got)
+			}
+			return nil
+		})
+		waitReason(t, ns, "host-a", elementalv1.ConditionReady, metav1.ConditionTrue, elementalv1.ReasonPlanSuccessfullyApplied, 30*time.Second)
+	})
+
 	t.Run("restarting the agent is harmless", func(t *testing.T) {
 		before := getSecret(t, ns, "host-a")
 		agent.Stop()
@@ -119,6 +139,27 @@ func TestRealSystemAgent(t *testing.T) {
 		for what, err := range forbidden {
 			assert.True(t, apierrors.IsForbidden(err), "%s: want Forbidden, got %v", what, err)
 		}
+
+		// The admission policy: the agent's token writes back, never programs.
+		update := func(edit func(*corev1.Secret)) error {
+			s, err := secrets.Get(ctx, "host-a", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			edit(s)
+			_, err = secrets.Update(ctx, s, metav1.UpdateOptions{})
+			return err
+		}
+		refused := map[string]error{
+			"rewrite data.plan":      update(func(s *corev1.Secret) { s.Data["plan"] = []byte(`{"instructions":[{"name":"x","command":"id"}]}`) }),
+			"forge the plan type":    update(func(s *corev1.Secret) { s.Annotations[elementalv1.PlanTypeAnnotation] = elementalv1.PlanTypeEmpty }),
+			"add a label":            update(func(s *corev1.Secret) { s.Labels["pwned"] = "true" }),
+			"drop the managed label": update(func(s *corev1.Secret) { delete(s.Labels, elementalv1.ManagedLabel) }),
+		}
+		for what, err := range refused {
+			assert.True(t, apierrors.IsForbidden(err), "%s: want Forbidden from the admission policy, got %v", what, err)
+		}
+		require.NoError(t, update(func(s *corev1.Secret) { s.Data["probe-statuses"] = []byte(`{"x":{}}`) }), "a write-back key")
 	})
 
 	t.Run("rotating the credential cuts the agent off until it gets a new token", func(t *testing.T) {

@@ -2,6 +2,7 @@ package machineinventory
 
 import (
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
@@ -20,7 +21,12 @@ type observation struct {
 	owner      *elementalv1.MachineInventorySelector
 	ownerName  string
 	resetState resetState
+	// tamper: data.plan differed from the operator's record this pass (tamper.go).
+	tamper *tamper
 }
+
+// unrestored: the plan differs from the record, which cannot put it back.
+func (o observation) unrestored() bool { return o.tamper != nil && !o.tamper.restored }
 
 type resetState int
 
@@ -81,10 +87,16 @@ func buildStatus(mi *elementalv1.MachineInventory, obs observation) elementalv1.
 		set(elementalv1.ConditionPlanReady, metav1.ConditionFalse, elementalv1.ReasonWaitingForPlan, "waiting for the agent to apply the "+planType+" plan")
 	}
 
+	if status, reason, msg := tamperedCondition(mi, obs, st); reason != "" {
+		set(elementalv1.ConditionPlanTampered, status, reason, msg)
+	}
+
 	releasing := inventory.Releasing(mi)
 	deleting := inventory.Deleting(mi)
 	// Ready: the first unmet step, most specific first.
 	switch {
+	case obs.unrestored():
+		set(elementalv1.ConditionReady, metav1.ConditionFalse, elementalv1.ReasonPlanNotRestored, obs.tamper.message(mi.Namespace+"/"+mi.Name))
 	case obs.resetState == resetTimedOut:
 		set(elementalv1.ConditionReady, metav1.ConditionFalse, elementalv1.ReasonResetTimedOut, "the host did not apply the reset plan in time; deleting without it")
 	case obs.resetState == resetPending:
@@ -137,4 +149,20 @@ func buildStatus(mi *elementalv1.MachineInventory, obs observation) elementalv1.
 		st.Phase = "Registered"
 	}
 	return st
+}
+
+// tamperedCondition is PlanTampered, which appears only once tampering was
+// seen: True from then until the operator writes another plan (the checksum
+// moves on). An empty reason leaves the condition as it is.
+func tamperedCondition(mi *elementalv1.MachineInventory, obs observation, st elementalv1.MachineInventoryStatus) (metav1.ConditionStatus, string, string) {
+	switch {
+	case obs.tamper != nil && obs.tamper.restored:
+		return metav1.ConditionTrue, elementalv1.ReasonPlanRestored, obs.tamper.message(mi.Namespace + "/" + mi.Name)
+	case obs.tamper != nil:
+		return metav1.ConditionTrue, elementalv1.ReasonPlanNotRestored, obs.tamper.message(mi.Namespace + "/" + mi.Name)
+	case obs.secret != nil && meta.IsStatusConditionTrue(st.Conditions, elementalv1.ConditionPlanTampered) &&
+		(mi.Status.Plan == nil || mi.Status.Plan.Checksum != st.Plan.Checksum):
+		return metav1.ConditionFalse, elementalv1.ReasonPlanIntact, "the operator has written another plan since"
+	}
+	return "", "", ""
 }

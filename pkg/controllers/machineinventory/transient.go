@@ -6,6 +6,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 
 	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
+	"github.com/elemental-operator/elemental-operator/pkg/conditions"
 )
 
 // transientDelay is how long a status that only says "waiting for the agent"
@@ -32,6 +33,10 @@ const adoptionRecheck = 30 * time.Second
 //   - Otherwise, waiting for the agent (WaitingForPlan): held back until the
 //     same state has lasted transientDelay, then written.
 func (h *handler) deferTransient(mi *elementalv1.MachineInventory, obs observation, status elementalv1.MachineInventoryStatus) bool {
+	if conditions.Changed(mi.Status.Conditions, status.Conditions, elementalv1.ConditionPlanTampered) {
+		h.deferred.Forget(mi.UID)
+		return false // tampering is news at once
+	}
 	ready := meta.FindStatusCondition(status.Conditions, elementalv1.ConditionReady)
 	adoption := meta.FindStatusCondition(status.Conditions, elementalv1.ConditionAdoptionReady)
 	switch {

@@ -26,6 +26,12 @@ const (
 	// it may have unbound tokens from an older version, so a rotation
 	// replaces it.
 	BoundTokensAnnotation = Prefix + "bound-tokens"
+	// PlanChecksumAnnotation and PlanRecordAnnotation (Extension) are the
+	// operator's record of the plan it wrote into a plan Secret: the sha256 of
+	// data.plan and the plan itself (base64 of gzip), written with the plan in
+	// one patch (docs/contracts.md, Plan Secret).
+	PlanChecksumAnnotation = Prefix + "plan.checksum"
+	PlanRecordAnnotation   = Prefix + "plan.record"
 
 	ExternalIPLabel = Prefix + "ExternalIP"
 	InternalIPLabel = Prefix + "InternalIP"
@@ -47,6 +53,8 @@ const (
 var ReservedKeys = map[string]bool{
 	ResettableAnnotation:          true,
 	PlanTypeAnnotation:            true,
+	PlanChecksumAnnotation:        true,
+	PlanRecordAnnotation:          true,
 	ManagedLabel:                  true,
 	MachineRegistrationAnnotation: true,
 	ReleasePolicyAnnotation:       true,
@@ -65,6 +73,10 @@ const (
 	ConditionInventoryReady     = "InventoryReady"
 	ConditionBootstrapReady     = "BootstrapReady"
 	ConditionPaused             = "Paused"
+	// ConditionPlanTampered (Extension): True once data.plan was found
+	// different from the operator's record, until the operator writes
+	// another plan.
+	ConditionPlanTampered = "PlanTampered"
 )
 
 // Condition reasons, grouped by the object that carries them (docs/contracts.md, Our CRDs).
@@ -91,6 +103,9 @@ const (
 	ReasonSuccessfullyAdopted      = "SuccessfullyAdopted"
 	ReasonAdoptionFailure          = "AdoptionFailure"
 	ReasonReconcilingNetworkConfig = "ReconcilingNetworkConfig"
+	ReasonPlanRestored             = "PlanRestored"
+	ReasonPlanNotRestored          = "PlanNotRestored"
+	ReasonPlanIntact               = "PlanIntact"
 
 	// MachineInventorySelector
 	ReasonWaitingForInventory          = "WaitingForInventory"
