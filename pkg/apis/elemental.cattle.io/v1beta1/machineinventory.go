@@ -66,7 +66,9 @@ type MachineInventoryStatus struct {
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 	// +optional
 	Plan *PlanStatus `json:"plan,omitempty"`
-	// Phase (Extension) is an informational summary; nothing depends on it.
+	// Phase (Extension) is an informational summary; nothing depends on it:
+	// Registered, PendingApproval, Cordoned, Available, Claimed, Provisioned,
+	// Releasing, Resetting or Deleting.
 	// +optional
 	Phase string `json:"phase,omitempty"`
 }
@@ -85,6 +87,7 @@ type MachineInventoryStatus struct {
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Selector",type=string,JSONPath=`.metadata.ownerReferences[?(@.kind=="MachineInventorySelector")].name`
+// +kubebuilder:printcolumn:name="Cordoned",type=string,JSONPath=`.metadata.annotations.elemental\.cattle\.io/cordoned`
 // +kubebuilder:printcolumn:name="Plan",type=string,JSONPath=`.status.plan.state`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type MachineInventory struct {
