@@ -71,6 +71,7 @@ func (s *Server) commit(c *conversation) (*protocol.Config, error) {
 	}
 	in := hostInput{data: c.data, labels: c.labels, annotations: c.annotations}
 	labels, annotations, warns := buildMetadata(mr, in, existing)
+	s.approvalAnnotations(ctx, mr, c, existing, annotations)
 	var mi *elementalv1.MachineInventory
 	if existing != nil {
 		mi, err = s.updateInventory(ctx, existing, labels, annotations)
