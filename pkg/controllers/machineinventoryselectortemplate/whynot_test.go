@@ -107,7 +107,9 @@ func TestWhyNotCountsAndCapacity(t *testing.T) {
 	})
 	create("k1", facts("2", gi8), map[string]string{elementalv1.CordonedAnnotation: "bad disk"}, nil)
 	create("p1", facts("4", gi8), map[string]string{elementalv1.ApprovalAnnotation: "Manual"}, nil)
-	create("d1", facts("2", gi8), nil, func(mi *elementalv1.MachineInventory) { mi.Finalizers = append(mi.Finalizers, "test.elemental.cattle.io/hold") })
+	create("d1", facts("2", gi8), nil, func(mi *elementalv1.MachineInventory) {
+		mi.Finalizers = append(mi.Finalizers, "test.elemental.cattle.io/hold")
+	})
 	create("other", map[string]string{"pool": "q"}, nil, nil)
 	require.NoError(t, inventories.Delete(ns, "d1", nil))
 
