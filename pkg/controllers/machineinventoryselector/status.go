@@ -1,11 +1,15 @@
 package machineinventoryselector
 
 import (
+	"sort"
+	"time"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
 	"github.com/elemental-operator/elemental-operator/pkg/conditions"
+	"github.com/elemental-operator/elemental-operator/pkg/inventory"
 	"github.com/elemental-operator/elemental-operator/pkg/plans"
 )
 
@@ -24,6 +28,9 @@ type observation struct {
 	// (claimErr says why when a claim write failed; else none was free).
 	judged   bool
 	claimErr string
+	// whyNot says why no inventory was free for a judged selector: how many
+	// match and their classes (inventory.Counts.WhyNot).
+	whyNot string
 	// bootstrapMissing says why the bootstrap data is not available yet.
 	bootstrapMissing string
 	// planErr: writing the bootstrap plan failed.
@@ -70,9 +77,11 @@ func buildStatus(mis *elementalv1.MachineInventorySelector, obs observation) ele
 		set(elementalv1.ConditionInventoryReady, metav1.ConditionFalse, elementalv1.ReasonWaitingForInventory, "waiting for the owner Machine before claiming")
 	case obs.claimErr != "":
 		set(elementalv1.ConditionInventoryReady, metav1.ConditionFalse, elementalv1.ReasonFailedToAdoptInventory, obs.claimErr)
+	case obs.whyNot != "":
+		set(elementalv1.ConditionInventoryReady, metav1.ConditionFalse, elementalv1.ReasonWaitingForInventory, "no free inventory: "+obs.whyNot)
 	default:
 		set(elementalv1.ConditionInventoryReady, metav1.ConditionFalse, elementalv1.ReasonWaitingForInventory,
-			"no free inventory in namespace "+mis.Namespace+" matches the selector (free = Ready, not deleting, not claimed, not releasing)")
+			"no free inventory in namespace "+mis.Namespace+" matches the selector (free = Ready, not deleting, not claimed, not releasing, not cordoned, not pending approval)")
 	}
 
 	// BootstrapReady
@@ -99,6 +108,8 @@ func buildStatus(mis *elementalv1.MachineInventorySelector, obs observation) ele
 		set(elementalv1.ConditionReady, metav1.ConditionFalse, elementalv1.ReasonInventoryDeleted, "the claimed inventory was deleted; delete the Machine to replace it")
 	case obs.inventory == nil && !obs.waitingMachine && obs.claimErr != "":
 		set(elementalv1.ConditionReady, metav1.ConditionFalse, elementalv1.ReasonFailedToAdoptInventory, obs.claimErr)
+	case obs.inventory == nil && !obs.waitingMachine && obs.whyNot != "":
+		set(elementalv1.ConditionReady, metav1.ConditionFalse, elementalv1.ReasonWaitingForInventory, "waiting for a matching inventory: "+obs.whyNot)
 	case obs.waitingMachine || obs.inventory == nil:
 		set(elementalv1.ConditionReady, metav1.ConditionFalse, elementalv1.ReasonWaitingForInventory, "waiting for a matching inventory")
 	case obs.planErr != nil:
@@ -139,4 +150,32 @@ func addressesOf(mi *elementalv1.MachineInventory) []elementalv1.MachineAddress 
 		}
 	}
 	return out
+}
+
+// whyNotRecheck is how often a selector left waiting recomputes why, while
+// it waits (an inventory changing class does not wake it; a free one does).
+const whyNotRecheck = 30 * time.Second
+
+// whyNot classifies the inventories the selector matches (inventory.Classify,
+// the template's classes) into the waiting message. Read from the cache's
+// namespace index; sorted by name so the quoted cordon reason, and so the
+// message, is stable and an unchanged pool costs no status write.
+func (h *handler) whyNot(mis *elementalv1.MachineInventorySelector) string {
+	sel, err := mis.Spec.Selector.AsSelector()
+	if err != nil {
+		return ""
+	}
+	matching, err := h.inventories.Cache().List(mis.Namespace, sel)
+	if err != nil {
+		return ""
+	}
+	sort.Slice(matching, func(i, j int) bool { return matching[i].Name < matching[j].Name })
+	var c inventory.Counts
+	for _, mi := range matching {
+		c.Add(mi)
+	}
+	if c.Matching() == 0 {
+		return "no inventory in namespace " + mis.Namespace + " matches the selector"
+	}
+	return c.WhyNot()
 }
