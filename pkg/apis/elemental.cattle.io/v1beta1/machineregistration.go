@@ -61,14 +61,14 @@ type MachineRegistrationSpec struct {
 	// +optional
 	// +kubebuilder:default:=Release
 	ReleasePolicy ReleasePolicy `json:"releasePolicy,omitempty"`
-	// Approval (Extension): Auto (default) lets new inventories be claimed once
-	// ready; Manual stamps each new inventory elemental.cattle.io/approval:
+	// Approval (Extension): Auto (the default, also when empty: no schema
+	// default, so upstream objects read back unchanged) lets new inventories
+	// be claimed once ready; Manual stamps each new inventory elemental.cattle.io/approval:
 	// Manual, and it is not claimed until an admin annotates it
 	// elemental.cattle.io/approved: "true". Registration itself, and the host's
 	// agent credential, are the same in both modes. Only inventories created
 	// while Manual is set are gated.
 	// +optional
-	// +kubebuilder:default:=Auto
 	Approval Approval `json:"approval,omitempty"`
 	// PreApprovedIdentitiesSecretName (Extension), used with approval: Manual,
 	// names a Secret in this namespace listing hosts approved on arrival. Its
