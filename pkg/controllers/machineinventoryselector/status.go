@@ -77,11 +77,8 @@ func buildStatus(mis *elementalv1.MachineInventorySelector, obs observation) ele
 		set(elementalv1.ConditionInventoryReady, metav1.ConditionFalse, elementalv1.ReasonWaitingForInventory, "waiting for the owner Machine before claiming")
 	case obs.claimErr != "":
 		set(elementalv1.ConditionInventoryReady, metav1.ConditionFalse, elementalv1.ReasonFailedToAdoptInventory, obs.claimErr)
-	case obs.whyNot != "":
-		set(elementalv1.ConditionInventoryReady, metav1.ConditionFalse, elementalv1.ReasonWaitingForInventory, "no free inventory: "+obs.whyNot)
 	default:
-		set(elementalv1.ConditionInventoryReady, metav1.ConditionFalse, elementalv1.ReasonWaitingForInventory,
-			"no free inventory in namespace "+mis.Namespace+" matches the selector (free = Ready, not deleting, not claimed, not releasing, not cordoned, not pending approval)")
+		set(elementalv1.ConditionInventoryReady, metav1.ConditionFalse, elementalv1.ReasonWaitingForInventory, noFreeInventory(mis, obs))
 	}
 
 	// BootstrapReady
@@ -108,10 +105,12 @@ func buildStatus(mis *elementalv1.MachineInventorySelector, obs observation) ele
 		set(elementalv1.ConditionReady, metav1.ConditionFalse, elementalv1.ReasonInventoryDeleted, "the claimed inventory was deleted; delete the Machine to replace it")
 	case obs.inventory == nil && !obs.waitingMachine && obs.claimErr != "":
 		set(elementalv1.ConditionReady, metav1.ConditionFalse, elementalv1.ReasonFailedToAdoptInventory, obs.claimErr)
-	case obs.inventory == nil && !obs.waitingMachine && obs.whyNot != "":
-		set(elementalv1.ConditionReady, metav1.ConditionFalse, elementalv1.ReasonWaitingForInventory, "waiting for a matching inventory: "+obs.whyNot)
 	case obs.waitingMachine || obs.inventory == nil:
-		set(elementalv1.ConditionReady, metav1.ConditionFalse, elementalv1.ReasonWaitingForInventory, "waiting for a matching inventory")
+		msg := "waiting for a matching inventory"
+		if !obs.waitingMachine && obs.whyNot != "" {
+			msg += ": " + obs.whyNot
+		}
+		set(elementalv1.ConditionReady, metav1.ConditionFalse, elementalv1.ReasonWaitingForInventory, msg)
 	case obs.planErr != nil:
 		set(elementalv1.ConditionReady, metav1.ConditionFalse, elementalv1.ReasonFailedToUpdatePlan, obs.planErr.Error())
 	case obs.bootstrapMissing != "":
@@ -150,6 +149,15 @@ func addressesOf(mi *elementalv1.MachineInventory) []elementalv1.MachineAddress 
 		}
 	}
 	return out
+}
+
+// noFreeInventory is InventoryReady's message for a selector left waiting:
+// the why-not counts once known.
+func noFreeInventory(mis *elementalv1.MachineInventorySelector, obs observation) string {
+	if obs.whyNot != "" {
+		return "no free inventory: " + obs.whyNot
+	}
+	return "no free inventory in namespace " + mis.Namespace + " matches the selector (free = Ready, not deleting, not claimed, not releasing, not cordoned, not pending approval)"
 }
 
 // whyNotRecheck is how often a selector left waiting recomputes why, while
