@@ -1,15 +1,11 @@
 package machineinventoryselector
 
 import (
-	"sort"
-	"time"
-
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
 	"github.com/elemental-operator/elemental-operator/pkg/conditions"
-	"github.com/elemental-operator/elemental-operator/pkg/inventory"
 	"github.com/elemental-operator/elemental-operator/pkg/plans"
 )
 
@@ -158,32 +154,4 @@ func noFreeInventory(mis *elementalv1.MachineInventorySelector, obs observation)
 		return "no free inventory: " + obs.whyNot
 	}
 	return "no free inventory in namespace " + mis.Namespace + " matches the selector (free = Ready, not deleting, not claimed, not releasing, not cordoned, not pending approval)"
-}
-
-// whyNotRecheck is how often a selector left waiting recomputes why, while
-// it waits (an inventory changing class does not wake it; a free one does).
-const whyNotRecheck = 30 * time.Second
-
-// whyNot classifies the inventories the selector matches (inventory.Classify,
-// the template's classes) into the waiting message. Read from the cache's
-// namespace index; sorted by name so the quoted cordon reason, and so the
-// message, is stable and an unchanged pool costs no status write.
-func (h *handler) whyNot(mis *elementalv1.MachineInventorySelector) string {
-	sel, err := mis.Spec.Selector.AsSelector()
-	if err != nil {
-		return ""
-	}
-	matching, err := h.inventories.Cache().List(mis.Namespace, sel)
-	if err != nil {
-		return ""
-	}
-	sort.Slice(matching, func(i, j int) bool { return matching[i].Name < matching[j].Name })
-	var c inventory.Counts
-	for _, mi := range matching {
-		c.Add(mi)
-	}
-	if c.Matching() == 0 {
-		return "no inventory in namespace " + mis.Namespace + " matches the selector"
-	}
-	return c.WhyNot()
 }
