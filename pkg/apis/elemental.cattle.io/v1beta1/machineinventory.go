@@ -76,7 +76,13 @@ type MachineInventoryStatus struct {
 // +genclient
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
 
-// MachineInventory is one registered host.
+// MachineInventory is one registered host. Admins control whether it may be
+// claimed with two annotations (Extension): elemental.cattle.io/cordoned:
+// "<reason>" (any non-empty value) keeps it from being claimed, and
+// elemental.cattle.io/approved: "true" approves an inventory registered
+// under approval: Manual (stamped elemental.cattle.io/approval: Manual by the
+// registration server). Neither affects a claim it already has, and no
+// registration can set them.
 //
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
