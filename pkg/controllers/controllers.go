@@ -153,6 +153,7 @@ func Register(ctx context.Context, app *AppContext, opts Options) error {
 	}
 	machineinventoryselectortemplate.Register(ctx, app.Elemental.MachineInventorySelectorTemplate(), app.Elemental.MachineInventory())
 	metrics.SetInventorySource(inventoryCounts(app.Elemental.MachineInventory().Cache()))
+	metrics.SetTemplateSource(templateCounts(app.Elemental.MachineInventorySelectorTemplate().Cache()))
 	if err := registerProvisioning(ctx, app); err != nil {
 		return err
 	}
@@ -177,6 +178,31 @@ func inventoryCounts(cache elementalv1beta1ctl.MachineInventoryCache) func() map
 				state = "claimed"
 			}
 			out[[2]string{mi.Namespace, state}]++
+		}
+		return out
+	}
+}
+
+// templateCounts is what the elemental_operator_template_inventories gauge
+// reports at scrape time: each template's status counts, so the metric and
+// `kubectl get elmist` never disagree.
+func templateCounts(cache elementalv1beta1ctl.MachineInventorySelectorTemplateCache) func() []metrics.TemplateInventories {
+	return func() []metrics.TemplateInventories {
+		all, err := cache.List("", labels.Everything())
+		if err != nil {
+			return nil
+		}
+		out := make([]metrics.TemplateInventories, 0, len(all))
+		for _, t := range all {
+			st := t.Status
+			out = append(out, metrics.TemplateInventories{Namespace: t.Namespace, Template: t.Name, ByClass: map[string]int{
+				inventory.ClassAvailable.String():       st.AvailableInventories,
+				inventory.ClassClaimed.String():         st.ClaimedInventories,
+				inventory.ClassCordoned.String():        st.CordonedInventories,
+				inventory.ClassPendingApproval.String(): st.PendingApprovalInventories,
+				inventory.ClassNotReady.String():        st.NotReadyInventories,
+				inventory.ClassDeleting.String():        st.DeletingInventories,
+			}})
 		}
 		return out
 	}

@@ -65,9 +65,10 @@ func Releasing(mi *elementalv1.MachineInventory) bool {
 
 // Free reports whether an inventory may be claimed (the candidates of the
 // claim protocol, docs/contracts.md, Cluster API): unclaimed, not deleting,
-// not releasing, Ready, with the empty plan.
+// not releasing, not cordoned, not pending approval, Ready, with the empty
+// plan.
 func Free(mi *elementalv1.MachineInventory) bool {
-	if Claimed(mi) || Deleting(mi) || Releasing(mi) {
+	if Claimed(mi) || Deleting(mi) || Releasing(mi) || Cordoned(mi) || PendingApproval(mi) {
 		return false
 	}
 	if mi.Status.Plan == nil || mi.Status.Plan.Type != elementalv1.PlanTypeEmpty {

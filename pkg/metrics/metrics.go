@@ -54,6 +54,7 @@ func Register(version string) {
 			TunnelConnects,
 			RegistrationRefusals,
 			inventoryCollector{},
+			templateCollector{},
 		)
 		lassometrics.MustRegisterWithWorkqueue(Registry)
 		// Export zero error counts rather than no series at all.
@@ -155,5 +156,47 @@ func (inventoryCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for k, v := range f() {
 		ch <- prometheus.MustNewConstMetric(inventoriesDesc, prometheus.GaugeValue, float64(v), k[0], k[1])
+	}
+}
+
+var (
+	templateDesc = prometheus.NewDesc(namespace+"_template_inventories",
+		"Inventories a MachineInventorySelectorTemplate's selector matches, by class (available, claimed, cordoned, pendingApproval, notReady, deleting): its status counts.",
+		[]string{"namespace", "template", "class"}, nil)
+
+	templateMu     sync.Mutex
+	templateSource func() []TemplateInventories
+)
+
+// TemplateInventories is one template's counts by class.
+type TemplateInventories struct {
+	Namespace, Template string
+	ByClass             map[string]int
+}
+
+// SetTemplateSource sets what the template gauge reports at scrape time.
+// Being computed from the templates that exist when scraped, a deleted
+// template's series disappear with it: no stale series to delete.
+func SetTemplateSource(f func() []TemplateInventories) {
+	templateMu.Lock()
+	defer templateMu.Unlock()
+	templateSource = f
+}
+
+type templateCollector struct{}
+
+func (templateCollector) Describe(ch chan<- *prometheus.Desc) { ch <- templateDesc }
+
+func (templateCollector) Collect(ch chan<- prometheus.Metric) {
+	templateMu.Lock()
+	f := templateSource
+	templateMu.Unlock()
+	if f == nil {
+		return
+	}
+	for _, t := range f() {
+		for class, v := range t.ByClass {
+			ch <- prometheus.MustNewConstMetric(templateDesc, prometheus.GaugeValue, float64(v), t.Namespace, t.Template, class)
+		}
 	}
 }

@@ -1,7 +1,9 @@
 package server
 
 import (
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"net/http"
 	"reflect"
 	"strings"
@@ -94,6 +96,22 @@ func TestBuildMetadata(t *testing.T) {
 			labelTmpls: map[string]string{"bad key!": "x"},
 			wantLabels: map[string]string{}, wantAnns: map[string]string{},
 			wantWarnings: []string{"InvalidLabelTemplate"},
+		},
+		{
+			name:         "templates cannot set the approval gate's keys",
+			annTmpls:     map[string]string{elementalv1.ApprovedAnnotation: "true"},
+			labelTmpls:   map[string]string{elementalv1.CordonedAnnotation: "x"},
+			wantLabels:   map[string]string{},
+			wantAnns:     map[string]string{},
+			wantWarnings: []string{"InvalidLabelTemplate", "InvalidLabelTemplate"},
+		},
+		{
+			name:         "nor can a host, through any prefix",
+			labelPrefix:  "-",
+			in:           hostInput{annotations: map[string]string{elementalv1.ApprovedAnnotation: "true"}, labels: map[string]string{elementalv1.ApprovalAnnotation: "Auto"}},
+			wantLabels:   map[string]string{},
+			wantAnns:     map[string]string{},
+			wantWarnings: []string{"InvalidLabel", "InvalidLabel"},
 		},
 		{
 			name:       "a Random template keeps the existing inventory's value",
@@ -513,6 +531,76 @@ func TestMergeStrings(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := mergeStrings(tt.dst, tt.src); !reflect.DeepEqual(got, tt.out) {
 				t.Errorf("mergeStrings = %v, want %v", got, tt.out)
+			}
+		})
+	}
+}
+
+func TestPreApproved(t *testing.T) {
+	sum := func(s string) string {
+		h := sha256.Sum256([]byte(s))
+		return hex.EncodeToString(h[:])
+	}
+	list := map[string][]byte{
+		elementalv1.PreApprovedTPMHashesKey: []byte("ABCDEF0123\n# 99999\n"),
+		elementalv1.PreApprovedMACsKey:      []byte("52:54:00:AA:BB:CC,52:54:00:00:00:01  52:54:00:00:00:02\n# 52:54:00:00:00:03"),
+		elementalv1.PreApprovedUUIDsKey:     []byte("fd95324a-c26b-4e28-8727-1dcec293a0ec"),
+	}
+	nic := func(mac string) map[string]interface{} {
+		return map[string]interface{}{"Network": map[string]interface{}{"NICs": map[string]interface{}{"0": map[string]interface{}{"MacAddress": mac}}}}
+	}
+	tests := []struct {
+		name  string
+		id    identity
+		facts map[string]interface{}
+		want  bool
+	}{
+		{name: "tpm hash listed (case-insensitive)", id: identity{tpm: true, hash: "abcdef0123"}, want: true},
+		{name: "tpm hash in a comment", id: identity{tpm: true, hash: "99999"}},
+		{name: "tpm host reporting a listed MAC is not approved by it", id: identity{tpm: true, hash: "00"}, facts: nic("52:54:00:00:00:01")},
+		{name: "mac identity listed", id: identity{hash: sum("52:54:00:00:00:02")}, want: true},
+		{name: "mac identity listed in upper case", id: identity{hash: sum("52:54:00:aa:bb:cc")}, want: true},
+		{name: "mac identity commented out", id: identity{hash: sum("52:54:00:00:00:03")}},
+		{name: "sys-uuid identity listed", id: identity{hash: sum("fd95324a-c26b-4e28-8727-1dcec293a0ec")}, want: true},
+		{name: "mac host reporting a listed NIC", id: identity{hash: sum("x")}, facts: nic("52:54:00:AA:BB:CC"), want: true},
+		{name: "mac host reporting a listed legacy NIC", id: identity{hash: sum("x")}, facts: map[string]interface{}{"System Data": map[string]interface{}{"Network": map[string]interface{}{"eth0": map[string]interface{}{"MacAddress": "52:54:00:00:00:01"}}}}, want: true},
+		{name: "mac host reporting a listed SMBIOS UUID", id: identity{hash: sum("x")}, facts: map[string]interface{}{"System Information": map[string]interface{}{"UUID": "FD95324A-C26B-4E28-8727-1DCEC293A0EC"}}, want: true},
+		{name: "unlisted", id: identity{hash: sum("52:54:00:00:00:09")}, facts: nic("52:54:00:00:00:09")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := preApproved(list, tt.id, tt.facts); got != tt.want {
+				t.Errorf("preApproved = %v, want %v", got, tt.want)
+			}
+		})
+	}
+	if len(entries([]byte(strings.Repeat("a ", 10)))) != 1 {
+		t.Error("duplicates are one entry")
+	}
+}
+
+func TestHardwareLabels(t *testing.T) {
+	tests := []struct {
+		name string
+		data map[string]interface{}
+		want map[string]string
+	}{
+		{name: "nothing reported", want: map[string]string{}},
+		{name: "current families", data: map[string]interface{}{
+			"CPU":    map[string]interface{}{"TotalCores": "4", "TotalThreads": "8", "Processor": map[string]interface{}{"Vendor": "GenuineIntel"}},
+			"Memory": map[string]interface{}{"TotalPhysicalBytes": "8589934592"},
+		}, want: map[string]string{elementalv1.CPUTotalCoresLabel: "4", elementalv1.CPUTotalThreadsLabel: "8", elementalv1.CPUVendorLabel: "GenuineIntel", elementalv1.TotalMemoryLabel: "8589934592"}},
+		{name: "legacy tree", data: map[string]interface{}{"System Data": map[string]interface{}{
+			"CPU": map[string]interface{}{"Total Cores": "2", "Vendor": "ARM Ltd."}, "Memory": map[string]interface{}{"Total Physical Bytes": "1024"},
+		}}, want: map[string]string{elementalv1.CPUTotalCoresLabel: "2", elementalv1.CPUVendorLabel: "ARM-Ltd", elementalv1.TotalMemoryLabel: "1024"}},
+		{name: "zero and garbage counts are dropped", data: map[string]interface{}{
+			"CPU": map[string]interface{}{"TotalCores": "0", "TotalThreads": "many"}, "Memory": map[string]interface{}{"TotalPhysicalBytes": "-5"},
+		}, want: map[string]string{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := hardwareLabels(tt.data); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("hardwareLabels = %v, want %v", got, tt.want)
 			}
 		})
 	}

@@ -74,6 +74,7 @@ func (s *Server) commit(c *conversation) (*protocol.Config, error) {
 	// New hosts get the keyed identity label; known ones are relabelled
 	// from the unkeyed value older versions wrote (a merge patch, as below).
 	labels[elementalv1.IdentityHashLabel] = identityLabel(s.identityKey, c.id)
+	s.approvalAnnotations(ctx, mr, c, existing, annotations)
 	var mi *elementalv1.MachineInventory
 	if existing != nil {
 		mi, err = s.updateInventory(ctx, existing, labels, annotations)

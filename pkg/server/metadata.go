@@ -76,6 +76,12 @@ func buildMetadata(mr *elementalv1.MachineRegistration, in hostInput, existing *
 				warns = append(warns, warning{"InvalidLabelTemplate", fmt.Sprintf("%s key %q is not valid", kind, k)})
 				continue
 			}
+			if elementalv1.GateKeys[k] {
+				// Hosts influence what templates render: never let a
+				// registration approve or uncordon a host.
+				warns = append(warns, warning{"InvalidLabelTemplate", fmt.Sprintf("%s key %q is reserved for admins", kind, k)})
+				continue
+			}
 			// Render-once: random values stay stable across re-registrations.
 			if templates.HasRandom(tmpl) && previous[k] != "" {
 				dst[k] = previous[k]
@@ -91,6 +97,9 @@ func buildMetadata(mr *elementalv1.MachineRegistration, in hostInput, existing *
 			}
 			dst[k] = sanitize(val)
 		}
+	}
+	for k, v := range hardwareLabels(in.data) {
+		labels[k] = v // over client labels; the admin's templates below still win
 	}
 	render("label", mr.Spec.MachineInventoryLabels, labels, prev, templates.LabelValue)
 	render("annotation", mr.Spec.MachineInventoryAnnotations, annotations, prevAnn, templates.AnnotationValue)

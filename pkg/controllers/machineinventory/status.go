@@ -130,6 +130,7 @@ func buildStatus(mi *elementalv1.MachineInventory, obs observation) elementalv1.
 		set(elementalv1.ConditionAdoptionReady, metav1.ConditionTrue, elementalv1.ReasonSuccessfullyAdopted, "adopted by selector "+obs.ownerName)
 	}
 	set(elementalv1.ConditionNetworkConfigReady, metav1.ConditionTrue, elementalv1.ReasonReconcilingNetworkConfig, "NetworkConfig is ready")
+	setApproved(mi, &st, gen)
 
 	ready := observed.State == elementalv1.PlanApplied && !obs.secretConflict
 	switch {
@@ -143,6 +144,10 @@ func buildStatus(mi *elementalv1.MachineInventory, obs observation) elementalv1.
 		st.Phase = "Provisioned"
 	case obs.ownerName != "":
 		st.Phase = "Claimed"
+	case inventory.Cordoned(mi):
+		st.Phase = "Cordoned"
+	case inventory.PendingApproval(mi):
+		st.Phase = "PendingApproval"
 	case ready && planType == elementalv1.PlanTypeEmpty:
 		st.Phase = "Available"
 	default:
@@ -165,4 +170,18 @@ func tamperedCondition(mi *elementalv1.MachineInventory, obs observation, st ele
 		return metav1.ConditionFalse, elementalv1.ReasonPlanIntact, "the operator has written another plan since"
 	}
 	return "", "", ""
+}
+
+// setApproved writes the Approved condition on inventories that need
+// approval (created under approval: Manual) and leaves it off the others.
+func setApproved(mi *elementalv1.MachineInventory, st *elementalv1.MachineInventoryStatus, gen int64) {
+	switch {
+	case !inventory.ApprovalRequired(mi):
+		meta.RemoveStatusCondition(&st.Conditions, elementalv1.ConditionApproved)
+	case inventory.Approved(mi):
+		conditions.Set(&st.Conditions, elementalv1.ConditionApproved, metav1.ConditionTrue, elementalv1.ReasonApproved, "approved", gen)
+	default:
+		conditions.Set(&st.Conditions, elementalv1.ConditionApproved, metav1.ConditionFalse, elementalv1.ReasonPendingApproval,
+			"registered under approval: Manual; annotate elemental.cattle.io/approved=true to let it be claimed", gen)
+	}
 }

@@ -76,6 +76,11 @@ func TestPhases(t *testing.T) {
 		{"releasing", metav1.ObjectMeta{Annotations: map[string]string{elementalv1.ReleaseAnnotation: "sel"}}, observation{secret: secretWith("release", bootstrap, nil)}, "Releasing", elementalv1.ReasonReleasing, elementalv1.ReasonWaitingToBeAdopted},
 		{"resetting", metav1.ObjectMeta{DeletionTimestamp: &now}, observation{resetState: resetPending, secret: secretWith("reset", bootstrap, nil)}, "Resetting", elementalv1.ReasonResetPending, elementalv1.ReasonWaitingToBeAdopted},
 		{"deleting", metav1.ObjectMeta{DeletionTimestamp: &now}, observation{resetState: resetTimedOut, secret: secretWith("reset", bootstrap, nil)}, "Deleting", elementalv1.ReasonResetTimedOut, elementalv1.ReasonWaitingToBeAdopted},
+		{"pending approval, agent acked", metav1.ObjectMeta{Annotations: map[string]string{elementalv1.ApprovalAnnotation: "Manual"}}, observation{secret: secretWith("empty", plans.Empty, map[string]string{"applied-checksum": plans.EmptyChecksum})}, "PendingApproval", elementalv1.ReasonPlanSuccessfullyApplied, elementalv1.ReasonWaitingToBeAdopted},
+		{"pending approval before the agent acked", metav1.ObjectMeta{Annotations: map[string]string{elementalv1.ApprovalAnnotation: "Manual"}}, observation{secret: secretWith("empty", plans.Empty, nil)}, "PendingApproval", elementalv1.ReasonWaitingForPlan, elementalv1.ReasonWaitingToBeAdopted},
+		{"approved", metav1.ObjectMeta{Annotations: map[string]string{elementalv1.ApprovalAnnotation: "Manual", elementalv1.ApprovedAnnotation: "true"}}, observation{secret: secretWith("empty", plans.Empty, map[string]string{"applied-checksum": plans.EmptyChecksum})}, "Available", elementalv1.ReasonPlanSuccessfullyApplied, elementalv1.ReasonWaitingToBeAdopted},
+		{"cordoned", metav1.ObjectMeta{Annotations: map[string]string{elementalv1.CordonedAnnotation: "bad disk"}}, observation{secret: secretWith("empty", plans.Empty, map[string]string{"applied-checksum": plans.EmptyChecksum})}, "Cordoned", elementalv1.ReasonPlanSuccessfullyApplied, elementalv1.ReasonWaitingToBeAdopted},
+		{"cordoned while claimed stays claimed", metav1.ObjectMeta{OwnerReferences: owned.OwnerReferences, Annotations: map[string]string{elementalv1.CordonedAnnotation: "x"}}, observation{ownerName: "sel", secret: secretWith("bootstrap", bootstrap, nil)}, "Claimed", elementalv1.ReasonWaitingForPlan, elementalv1.ReasonAdoptionFailure},
 		{"name clash", metav1.ObjectMeta{}, observation{secretConflict: true, secret: secretWith("", []byte("x"), nil)}, "Registered", elementalv1.ReasonPlanCreationFailure, elementalv1.ReasonWaitingToBeAdopted},
 	}
 	for _, tc := range cases {
@@ -86,6 +91,29 @@ func TestPhases(t *testing.T) {
 			assert.Equal(t, tc.phase, st.Phase)
 			assert.Equal(t, tc.ready, reason(st, elementalv1.ConditionReady))
 			assert.Equal(t, tc.adopts, reason(st, elementalv1.ConditionAdoptionReady))
+		})
+	}
+}
+
+func TestApprovedCondition(t *testing.T) {
+	obs := observation{secret: secretWith("empty", plans.Empty, map[string]string{"applied-checksum": plans.EmptyChecksum})}
+	cases := []struct {
+		name        string
+		annotations map[string]string
+		want        string // reason, "" for no condition
+	}{
+		{name: "auto: no condition"},
+		{name: "manual, pending", annotations: map[string]string{elementalv1.ApprovalAnnotation: "Manual"}, want: elementalv1.ReasonPendingApproval},
+		{name: "manual, approved", annotations: map[string]string{elementalv1.ApprovalAnnotation: "Manual", elementalv1.ApprovedAnnotation: "true"}, want: elementalv1.ReasonApproved},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			mi := &elementalv1.MachineInventory{ObjectMeta: metav1.ObjectMeta{Name: "mi", Annotations: tc.annotations}}
+			st := buildStatus(mi, obs)
+			assert.Equal(t, tc.want, reason(st, elementalv1.ConditionApproved))
+			if tc.want == elementalv1.ReasonPendingApproval {
+				assert.False(t, meta.IsStatusConditionTrue(st.Conditions, elementalv1.ConditionApproved))
+			}
 		})
 	}
 }

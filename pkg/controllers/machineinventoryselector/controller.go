@@ -48,6 +48,7 @@ type handler struct {
 
 	deferred *stale.Window // selector UID → wait on CAPI or the agent held back, and since when (transient.go)
 	planned  *plannedPlans
+	whyNots  *whyNots // selector UID → its last why-not message (whynot.go)
 }
 
 // Register wires the selector handlers and returns the allocator, which must
@@ -67,6 +68,7 @@ func Register(ctx context.Context, selectors elementalctl.MachineInventorySelect
 		written:     stale.New(),
 		deferred:    stale.NewWindow(transientDelay),
 		planned:     &plannedPlans{m: map[types.UID]plannedPlan{}},
+		whyNots:     newWhyNots(),
 	}
 	h.alloc = newAllocator(inventories, selectors.Cache())
 	h.alloc.paused = h.paused

@@ -26,6 +26,7 @@ func (h *handler) finalize(mis *elementalv1.MachineInventorySelector) (*elementa
 		}
 	}
 	h.alloc.forget(mis.UID)
+	h.whyNots.forget(mis.UID)
 	h.written.Forget(mis.UID)
 	h.deferred.Forget(mis.UID)
 	h.planned.forget(mis.UID)

@@ -55,9 +55,16 @@ func (h *handler) OnChange(_ string, mis *elementalv1.MachineInventorySelector) 
 			var v Verdict
 			v, obs.judged = h.alloc.verdict(mis.UID)
 			obs.claimErr = v.ClaimErr
+			if obs.judged && obs.claimErr == "" {
+				obs.whyNot = h.whyNotMessage(mis)
+				// Inventories change class without waking waiting selectors
+				// (a claim elsewhere, a cordon): keep the message current.
+				h.selectors.EnqueueAfter(mis.Namespace, mis.Name, whyNotRecheck)
+			}
 		}
 		return h.writeStatus(mis, obs)
 	}
+	h.whyNots.forget(mis.UID) // not waiting any more
 	obs.inventory = mi
 	return h.bootstrap(mis, mi, obs)
 }

@@ -24,6 +24,9 @@ type observation struct {
 	// (claimErr says why when a claim write failed; else none was free).
 	judged   bool
 	claimErr string
+	// whyNot says why no inventory was free for a judged selector: how many
+	// match and their classes (inventory.Counts.WhyNot).
+	whyNot string
 	// bootstrapMissing says why the bootstrap data is not available yet.
 	bootstrapMissing string
 	// planErr: writing the bootstrap plan failed.
@@ -71,8 +74,7 @@ func buildStatus(mis *elementalv1.MachineInventorySelector, obs observation) ele
 	case obs.claimErr != "":
 		set(elementalv1.ConditionInventoryReady, metav1.ConditionFalse, elementalv1.ReasonFailedToAdoptInventory, obs.claimErr)
 	default:
-		set(elementalv1.ConditionInventoryReady, metav1.ConditionFalse, elementalv1.ReasonWaitingForInventory,
-			"no free inventory in namespace "+mis.Namespace+" matches the selector (free = Ready, not deleting, not claimed, not releasing)")
+		set(elementalv1.ConditionInventoryReady, metav1.ConditionFalse, elementalv1.ReasonWaitingForInventory, noFreeInventory(mis, obs))
 	}
 
 	// BootstrapReady
@@ -100,7 +102,11 @@ func buildStatus(mis *elementalv1.MachineInventorySelector, obs observation) ele
 	case obs.inventory == nil && !obs.waitingMachine && obs.claimErr != "":
 		set(elementalv1.ConditionReady, metav1.ConditionFalse, elementalv1.ReasonFailedToAdoptInventory, obs.claimErr)
 	case obs.waitingMachine || obs.inventory == nil:
-		set(elementalv1.ConditionReady, metav1.ConditionFalse, elementalv1.ReasonWaitingForInventory, "waiting for a matching inventory")
+		msg := "waiting for a matching inventory"
+		if !obs.waitingMachine && obs.whyNot != "" {
+			msg += ": " + obs.whyNot
+		}
+		set(elementalv1.ConditionReady, metav1.ConditionFalse, elementalv1.ReasonWaitingForInventory, msg)
 	case obs.planErr != nil:
 		set(elementalv1.ConditionReady, metav1.ConditionFalse, elementalv1.ReasonFailedToUpdatePlan, obs.planErr.Error())
 	case obs.bootstrapMissing != "":
@@ -139,4 +145,13 @@ func addressesOf(mi *elementalv1.MachineInventory) []elementalv1.MachineAddress 
 		}
 	}
 	return out
+}
+
+// noFreeInventory is InventoryReady's message for a selector left waiting:
+// the why-not counts once known.
+func noFreeInventory(mis *elementalv1.MachineInventorySelector, obs observation) string {
+	if obs.whyNot != "" {
+		return "no free inventory: " + obs.whyNot
+	}
+	return "no free inventory in namespace " + mis.Namespace + " matches the selector (free = Ready, not deleting, not claimed, not releasing, not cordoned, not pending approval)"
 }

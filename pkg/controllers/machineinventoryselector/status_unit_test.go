@@ -2,10 +2,12 @@ package machineinventoryselector
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
@@ -179,5 +181,23 @@ func TestBuildStatus(t *testing.T) {
 			assert.Equal(t, st, buildStatus(&elementalv1.MachineInventorySelector{ObjectMeta: mis.ObjectMeta, Spec: mis.Spec, Status: st}, tc.obs),
 				"building again from its own output changes nothing (no second write)")
 		})
+	}
+}
+
+func TestWaitingMessageNamesWhyNot(t *testing.T) {
+	mis := &elementalv1.MachineInventorySelector{}
+	mis.Namespace = "ns"
+	why := "3 match: 2 claimed, 1 cordoned (quarantined: boom)"
+	st := buildStatus(mis, observation{judged: true, whyNot: why})
+	for _, typ := range []string{elementalv1.ConditionInventoryReady, elementalv1.ConditionReady} {
+		c := meta.FindStatusCondition(st.Conditions, typ)
+		if c == nil || !strings.HasSuffix(c.Message, why) || c.Reason != elementalv1.ReasonWaitingForInventory {
+			t.Errorf("%s = %+v, want WaitingForInventory ending in %q", typ, c, why)
+		}
+	}
+	// A failed claim says so, not why-not.
+	st = buildStatus(mis, observation{judged: true, claimErr: "claiming inventory x: forbidden", whyNot: why})
+	if c := meta.FindStatusCondition(st.Conditions, elementalv1.ConditionReady); c == nil || c.Reason != elementalv1.ReasonFailedToAdoptInventory {
+		t.Errorf("Ready = %+v, want FailedToAdoptInventory", c)
 	}
 }

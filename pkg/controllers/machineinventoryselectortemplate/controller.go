@@ -1,7 +1,9 @@
 // Package machineinventoryselectortemplate keeps each template's capacity
-// status current: how many inventories its selector matches, and how many of
-// them are free, so an admin sees what a new machine pool could get before
-// creating a cluster. It is the only writer of template status.
+// status current: how many inventories its selector matches, how many of
+// them are free and why the others are not, so an admin sees what a new
+// machine pool could get before creating a cluster; and the Cluster API
+// autoscale-from-zero fields (capacity, nodeInfo). It is the only writer of
+// template status.
 package machineinventoryselectortemplate
 
 import (
@@ -56,20 +58,24 @@ func (h *handler) OnChange(_ string, t *elementalv1.MachineInventorySelectorTemp
 	status.ObservedGeneration = t.Generation
 	sel, err := t.Spec.Template.Spec.Selector.AsSelector()
 	if err != nil {
-		status.MatchingInventories, status.AvailableInventories = 0, 0
+		setCounts(&status, inventory.Counts{})
+		status.Capacity, status.NodeInfo = nil, nil
 		conditions.Set(&status.Conditions, elementalv1.ConditionReady, metav1.ConditionFalse, elementalv1.ReasonInvalidSelector, err.Error(), t.Generation)
 	} else {
 		matching, err := h.inventories.List(t.Namespace, sel)
 		if err != nil {
 			return t, err
 		}
-		free := 0
+		var counts inventory.Counts
+		var available []*elementalv1.MachineInventory
 		for _, mi := range matching {
-			if inventory.Free(mi) {
-				free++
+			counts.Add(mi)
+			if inventory.Classify(mi) == inventory.ClassAvailable {
+				available = append(available, mi)
 			}
 		}
-		status.MatchingInventories, status.AvailableInventories = len(matching), free
+		setCounts(&status, counts)
+		status.Capacity, status.NodeInfo = inventory.Capacity(available)
 		conditions.Set(&status.Conditions, elementalv1.ConditionReady, metav1.ConditionTrue, "ValidSelector", "", t.Generation)
 	}
 	if apiequality.Semantic.DeepEqual(t.Status, status) {
@@ -78,4 +84,16 @@ func (h *handler) OnChange(_ string, t *elementalv1.MachineInventorySelectorTemp
 	out := t.DeepCopy()
 	out.Status = status
 	return h.templates.UpdateStatus(out)
+}
+
+// setCounts writes the counts: matching, available and the why-not classes
+// (each inventory once, so they add up to matching).
+func setCounts(st *elementalv1.MachineInventorySelectorTemplateStatus, c inventory.Counts) {
+	st.MatchingInventories = c.Matching()
+	st.AvailableInventories = c.Get(inventory.ClassAvailable)
+	st.DeletingInventories = c.Get(inventory.ClassDeleting)
+	st.ClaimedInventories = c.Get(inventory.ClassClaimed)
+	st.CordonedInventories = c.Get(inventory.ClassCordoned)
+	st.PendingApprovalInventories = c.Get(inventory.ClassPendingApproval)
+	st.NotReadyInventories = c.Get(inventory.ClassNotReady)
 }

@@ -33,6 +33,24 @@ const (
 	PlanChecksumAnnotation = Prefix + "plan.checksum"
 	PlanRecordAnnotation   = Prefix + "plan.record"
 
+	// ApprovalAnnotation (Extension) is stamped "Manual" by the registration
+	// server on an inventory created under spec.approval: Manual; such an
+	// inventory is never claimed until ApprovedAnnotation is "true".
+	ApprovalAnnotation = Prefix + "approval"
+	// ApprovedAnnotation (Extension) is set to "true" by an admin (or by the
+	// server for a pre-approved identity) to release the approval gate.
+	ApprovedAnnotation = Prefix + "approved"
+	// CordonedAnnotation (Extension): any non-empty value (the reason) keeps
+	// the inventory from being claimed; an existing claim is untouched.
+	CordonedAnnotation = Prefix + "cordoned"
+
+	// Hardware facts the registration server sets as labels at every
+	// registration (upstream's names), read for a template's status.capacity.
+	TotalMemoryLabel     = Prefix + "TotalMemory"
+	CPUTotalCoresLabel   = Prefix + "CpuTotalCores"
+	CPUTotalThreadsLabel = Prefix + "CpuTotalThreads"
+	CPUVendorLabel       = Prefix + "CpuVendor"
+
 	ExternalIPLabel = Prefix + "ExternalIP"
 	InternalIPLabel = Prefix + "InternalIP"
 	HostnameLabel   = Prefix + "Hostname"
@@ -62,6 +80,19 @@ var ReservedKeys = map[string]bool{
 	SkipResetAnnotation:           true,
 	IdentityHashLabel:             true,
 	RotateCredentialAnnotation:    true,
+	ApprovalAnnotation:            true,
+	ApprovedAnnotation:            true,
+	CordonedAnnotation:            true,
+}
+
+// GateKeys are the keys that decide whether an inventory may be claimed. No
+// registration may set them: not a host (ReservedKeys) and not a
+// MachineRegistration's label or annotation templates, whose values hosts
+// influence. Only the server's own approval stamps and admins write them.
+var GateKeys = map[string]bool{
+	ApprovalAnnotation: true,
+	ApprovedAnnotation: true,
+	CordonedAnnotation: true,
 }
 
 // Condition types.
@@ -77,6 +108,9 @@ const (
 	// different from the operator's record, until the operator writes
 	// another plan.
 	ConditionPlanTampered = "PlanTampered"
+	// ConditionApproved (Extension) is set on inventories created under
+	// spec.approval: Manual only.
+	ConditionApproved = "Approved"
 )
 
 // Condition reasons, grouped by the object that carries them (docs/contracts.md, Our CRDs).
@@ -106,6 +140,8 @@ const (
 	ReasonPlanRestored             = "PlanRestored"
 	ReasonPlanNotRestored          = "PlanNotRestored"
 	ReasonPlanIntact               = "PlanIntact"
+	ReasonPendingApproval          = "PendingApproval"
+	ReasonApproved                 = "Approved"
 
 	// MachineInventorySelector
 	ReasonWaitingForInventory          = "WaitingForInventory"

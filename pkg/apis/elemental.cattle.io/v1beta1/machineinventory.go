@@ -66,7 +66,9 @@ type MachineInventoryStatus struct {
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 	// +optional
 	Plan *PlanStatus `json:"plan,omitempty"`
-	// Phase (Extension) is an informational summary; nothing depends on it.
+	// Phase (Extension) is an informational summary; nothing depends on it:
+	// Registered, PendingApproval, Cordoned, Available, Claimed, Provisioned,
+	// Releasing, Resetting or Deleting.
 	// +optional
 	Phase string `json:"phase,omitempty"`
 }
@@ -74,7 +76,13 @@ type MachineInventoryStatus struct {
 // +genclient
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
 
-// MachineInventory is one registered host.
+// MachineInventory is one registered host. Admins control whether it may be
+// claimed with two annotations (Extension): elemental.cattle.io/cordoned:
+// "<reason>" (any non-empty value) keeps it from being claimed, and
+// elemental.cattle.io/approved: "true" approves an inventory registered
+// under approval: Manual (stamped elemental.cattle.io/approval: Manual by the
+// registration server). Neither affects a claim it already has, and no
+// registration can set them.
 //
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
@@ -85,6 +93,7 @@ type MachineInventoryStatus struct {
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Selector",type=string,JSONPath=`.metadata.ownerReferences[?(@.kind=="MachineInventorySelector")].name`
+// +kubebuilder:printcolumn:name="Cordoned",type=string,JSONPath=`.metadata.annotations.elemental\.cattle\.io/cordoned`
 // +kubebuilder:printcolumn:name="Plan",type=string,JSONPath=`.status.plan.state`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type MachineInventory struct {

@@ -1,6 +1,7 @@
 package v1beta1
 
 import (
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -38,10 +39,53 @@ type MachineInventorySelectorTemplateStatus struct {
 	// AvailableInventories is how many of those are free: Ready, not deleting, not claimed.
 	// +optional
 	AvailableInventories int `json:"availableInventories"`
+	// The "why not" counts (Extension): each matching inventory is counted
+	// once, in the first class that applies: deleting, claimed, cordoned,
+	// pendingApproval, notReady, available. They add up to matchingInventories.
+	//
+	// DeletingInventories are being deleted.
+	// +optional
+	DeletingInventories int `json:"deletingInventories,omitempty"`
+	// ClaimedInventories are held by a selector.
+	// +optional
+	ClaimedInventories int `json:"claimedInventories,omitempty"`
+	// CordonedInventories carry a non-empty elemental.cattle.io/cordoned annotation.
+	// +optional
+	CordonedInventories int `json:"cordonedInventories,omitempty"`
+	// PendingApprovalInventories wait for elemental.cattle.io/approved: "true".
+	// +optional
+	PendingApprovalInventories int `json:"pendingApprovalInventories,omitempty"`
+	// NotReadyInventories are none of the above and not free: not Ready, not on
+	// the empty plan, or being released.
+	// +optional
+	NotReadyInventories int `json:"notReadyInventories,omitempty"`
+	// Capacity (Extension) is the Cluster API autoscale-from-zero field of an
+	// InfraMachineTemplate: the resources of a node this pool would add, the
+	// minimum over the available matching inventories of the hardware facts
+	// reported at registration (cpu: the elemental.cattle.io/CpuTotalThreads
+	// label, else CpuTotalCores; memory: TotalMemory, in bytes). Unset when no
+	// available inventory reports them.
+	// +optional
+	Capacity corev1.ResourceList `json:"capacity,omitempty"`
+	// NodeInfo (Extension) is the Cluster API autoscale-from-zero node
+	// information: operatingSystem (always linux) and architecture (when every
+	// available matching inventory agrees on it).
+	// +optional
+	NodeInfo *NodeInfo `json:"nodeInfo,omitempty"`
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 	// +optional
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// NodeInfo is the Cluster API contract's subset of a Node's system info.
+type NodeInfo struct {
+	// Architecture as in a Node's status.nodeInfo.architecture (amd64, arm64).
+	// +optional
+	Architecture string `json:"architecture,omitempty"`
+	// OperatingSystem as in a Node's status.nodeInfo.operatingSystem (linux).
+	// +optional
+	OperatingSystem string `json:"operatingSystem,omitempty"`
 }
 
 // +genclient
@@ -57,6 +101,13 @@ type MachineInventorySelectorTemplateStatus struct {
 // +kubebuilder:metadata:labels="cluster.x-k8s.io/provider=infrastructure-elemental"
 // +kubebuilder:printcolumn:name="Available",type=integer,JSONPath=`.status.availableInventories`
 // +kubebuilder:printcolumn:name="Matching",type=integer,JSONPath=`.status.matchingInventories`
+// +kubebuilder:printcolumn:name="Claimed",type=integer,JSONPath=`.status.claimedInventories`
+// +kubebuilder:printcolumn:name="Cordoned",type=integer,JSONPath=`.status.cordonedInventories`
+// +kubebuilder:printcolumn:name="Pending",type=integer,JSONPath=`.status.pendingApprovalInventories`
+// +kubebuilder:printcolumn:name="NotReady",type=integer,JSONPath=`.status.notReadyInventories`,priority=1
+// +kubebuilder:printcolumn:name="Deleting",type=integer,JSONPath=`.status.deletingInventories`,priority=1
+// +kubebuilder:printcolumn:name="CPU",type=string,JSONPath=`.status.capacity.cpu`,priority=1
+// +kubebuilder:printcolumn:name="Memory",type=string,JSONPath=`.status.capacity.memory`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type MachineInventorySelectorTemplate struct {
 	metav1.TypeMeta   `json:",inline"`

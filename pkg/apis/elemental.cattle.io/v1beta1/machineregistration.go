@@ -16,6 +16,25 @@ const (
 	ReleasePolicyDelete ReleasePolicy = "Delete"
 )
 
+// Approval decides whether hosts registered through a MachineRegistration may
+// be claimed at once.
+// +kubebuilder:validation:Enum=Auto;Manual
+type Approval string
+
+const (
+	// ApprovalAuto: new inventories may be claimed once ready (upstream behaviour).
+	ApprovalAuto Approval = "Auto"
+	// ApprovalManual: new inventories wait for an admin's approval.
+	ApprovalManual Approval = "Manual"
+)
+
+// Keys of the pre-approved identities Secret (spec.preApprovedIdentitiesSecretName).
+const (
+	PreApprovedTPMHashesKey = "tpmHashes"
+	PreApprovedMACsKey      = "macs"
+	PreApprovedUUIDsKey     = "uuids"
+)
+
 type MachineRegistrationSpec struct {
 	// Token is a static registration token; it must be unique across all
 	// MachineRegistrations. When empty, a random token is generated once.
@@ -42,6 +61,25 @@ type MachineRegistrationSpec struct {
 	// +optional
 	// +kubebuilder:default:=Release
 	ReleasePolicy ReleasePolicy `json:"releasePolicy,omitempty"`
+	// Approval (Extension): Auto (the default, also when empty: no schema
+	// default, so upstream objects read back unchanged) lets new inventories
+	// be claimed once ready; Manual stamps each new inventory elemental.cattle.io/approval:
+	// Manual, and it is not claimed until an admin annotates it
+	// elemental.cattle.io/approved: "true". Registration itself, and the host's
+	// agent credential, are the same in both modes. Only inventories created
+	// while Manual is set are gated.
+	// +optional
+	Approval Approval `json:"approval,omitempty"`
+	// PreApprovedIdentitiesSecretName (Extension), used with approval: Manual,
+	// names a Secret in this namespace listing hosts approved on arrival. Its
+	// data keys tpmHashes (an inventory's spec.tpmHash), macs and uuids (the
+	// PLAIN identifier of mac or sys-uuid registrations, or any NIC MAC or the
+	// SMBIOS UUID the host reports) hold entries separated by whitespace or
+	// commas, compared case-insensitively; lines starting with # are comments.
+	// A missing or unreadable Secret approves no one.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	PreApprovedIdentitiesSecretName string `json:"preApprovedIdentitiesSecretName,omitempty"`
 }
 
 type MachineRegistrationStatus struct {
