@@ -78,6 +78,7 @@ func Register(ctx context.Context, selectors elementalctl.MachineInventorySelect
 	inventories.Cache().AddIndexer(FreeByNamespace, indexFree)
 	selectors.Cache().AddIndexer(WaitingByNamespace, indexWaiting)
 	selectors.Cache().AddIndexer(ByCluster, indexCluster)
+	selectors.Cache().AddIndexer(ByPool, indexPool)
 
 	selectors.OnChange(ctx, "machineinventoryselector", func(key string, mis *elementalv1.MachineInventorySelector) (*elementalv1.MachineInventorySelector, error) {
 		out, err := h.OnChange(key, mis)

@@ -55,6 +55,7 @@ func (h *handler) OnChange(_ string, mis *elementalv1.MachineInventorySelector) 
 			var v Verdict
 			v, obs.judged = h.alloc.verdict(mis.UID)
 			obs.claimErr = v.ClaimErr
+			obs.spreadWait = v.Spread
 		}
 		return h.writeStatus(mis, obs)
 	}

@@ -24,6 +24,9 @@ type observation struct {
 	// (claimErr says why when a claim write failed; else none was free).
 	judged   bool
 	claimErr string
+	// spreadWait: matching inventories are free, but the topology spread
+	// holds the selector back (it names the short domain).
+	spreadWait string
 	// bootstrapMissing says why the bootstrap data is not available yet.
 	bootstrapMissing string
 	// planErr: writing the bootstrap plan failed.
@@ -70,6 +73,8 @@ func buildStatus(mis *elementalv1.MachineInventorySelector, obs observation) ele
 		set(elementalv1.ConditionInventoryReady, metav1.ConditionFalse, elementalv1.ReasonWaitingForInventory, "waiting for the owner Machine before claiming")
 	case obs.claimErr != "":
 		set(elementalv1.ConditionInventoryReady, metav1.ConditionFalse, elementalv1.ReasonFailedToAdoptInventory, obs.claimErr)
+	case obs.spreadWait != "":
+		set(elementalv1.ConditionInventoryReady, metav1.ConditionFalse, elementalv1.ReasonWaitingForInventory, obs.spreadWait)
 	default:
 		set(elementalv1.ConditionInventoryReady, metav1.ConditionFalse, elementalv1.ReasonWaitingForInventory,
 			"no free inventory in namespace "+mis.Namespace+" matches the selector (free = Ready, not deleting, not claimed, not releasing)")
@@ -99,6 +104,8 @@ func buildStatus(mis *elementalv1.MachineInventorySelector, obs observation) ele
 		set(elementalv1.ConditionReady, metav1.ConditionFalse, elementalv1.ReasonInventoryDeleted, "the claimed inventory was deleted; delete the Machine to replace it")
 	case obs.inventory == nil && !obs.waitingMachine && obs.claimErr != "":
 		set(elementalv1.ConditionReady, metav1.ConditionFalse, elementalv1.ReasonFailedToAdoptInventory, obs.claimErr)
+	case obs.inventory == nil && !obs.waitingMachine && obs.spreadWait != "":
+		set(elementalv1.ConditionReady, metav1.ConditionFalse, elementalv1.ReasonWaitingForInventory, obs.spreadWait)
 	case obs.waitingMachine || obs.inventory == nil:
 		set(elementalv1.ConditionReady, metav1.ConditionFalse, elementalv1.ReasonWaitingForInventory, "waiting for a matching inventory")
 	case obs.planErr != nil:
