@@ -61,6 +61,9 @@ func (h *handler) OnChange(_ string, mi *elementalv1.MachineInventory) (*element
 			}
 		}
 	}
+	if mi, err = h.quarantine(mi, obs.secret); err != nil {
+		return mi, err
+	}
 	return h.writeStatus(mi, obs)
 }
 

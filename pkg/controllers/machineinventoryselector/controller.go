@@ -48,6 +48,7 @@ type handler struct {
 
 	deferred *stale.Window // selector UID → wait on CAPI or the agent held back, and since when (transient.go)
 	planned  *plannedPlans
+	cleaned  cleanupWatch // quarantined hosts given up, until cleaned (quarantine.go)
 }
 
 // Register wires the selector handlers and returns the allocator, which must
@@ -79,6 +80,7 @@ func Register(ctx context.Context, selectors elementalctl.MachineInventorySelect
 	selectors.Cache().AddIndexer(WaitingByNamespace, indexWaiting)
 	selectors.Cache().AddIndexer(ByCluster, indexCluster)
 	selectors.Cache().AddIndexer(ByPool, indexPool)
+	inventories.Cache().AddIndexer(ReleasingFor, indexReleasingFor)
 
 	selectors.OnChange(ctx, "machineinventoryselector", func(key string, mis *elementalv1.MachineInventorySelector) (*elementalv1.MachineInventorySelector, error) {
 		out, err := h.OnChange(key, mis)
@@ -125,6 +127,9 @@ func (h *handler) onInventory(_ string, mi *elementalv1.MachineInventory) (*elem
 		h.selectors.EnqueueAfter(mi.Namespace, name, 0)
 	} else if inventory.Free(mi) {
 		h.alloc.Enqueue(mi.Namespace)
+	}
+	if name, ok := h.cleaned.done(mi); ok {
+		h.selectors.EnqueueAfter(mi.Namespace, name, 0)
 	}
 	return mi, nil
 }

@@ -1,6 +1,8 @@
 package machineinventoryselector
 
 import (
+	"strings"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -34,6 +36,9 @@ type observation struct {
 	// checksum of the bootstrap plan written for this selector.
 	checksum string
 	plan     plans.Observed
+	// releasedHosts are quarantined inventories this selector gave up whose
+	// hosts have not applied the cleanup plan yet ("name (reason)").
+	releasedHosts []string
 }
 
 // buildStatus derives the selector status. It never touches providerID, and
@@ -55,6 +60,18 @@ func buildStatus(mis *elementalv1.MachineInventorySelector, obs observation) ele
 		st.MachineInventoryRef = &corev1.LocalObjectReference{Name: obs.inventory.Name}
 	} else if !obs.inventoryDeleted {
 		st.MachineInventoryRef = nil
+		// The plan was written for the inventory that is gone; the next
+		// one gets its own.
+		st.BootstrapPlanChecksum = ""
+	}
+	// A host given up before the selector was ready may still run Rancher's
+	// agent for this Machine until it applied the cleanup plan.
+	switch {
+	case len(obs.releasedHosts) > 0:
+		set(elementalv1.ConditionReleasedHostCleaned, metav1.ConditionFalse, elementalv1.ReasonWaitingForCleanup,
+			"released "+strings.Join(obs.releasedHosts, ", ")+"; until its host applies the cleanup plan it may still run Rancher's agent for this Machine")
+	case conditionReason(st.Conditions, elementalv1.ConditionReleasedHostCleaned) != "":
+		set(elementalv1.ConditionReleasedHostCleaned, metav1.ConditionTrue, elementalv1.ReasonCleanedUp, "the released host applied the cleanup plan")
 	}
 	if obs.checksum != "" {
 		st.BootstrapPlanChecksum = obs.checksum

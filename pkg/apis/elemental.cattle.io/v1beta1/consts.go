@@ -17,6 +17,10 @@ const (
 	ReleaseAnnotation             = Prefix + "release"
 	SkipResetAnnotation           = Prefix + "skip-reset"
 	PlanTypeAnnotation            = Prefix + "plan.type"
+	// CordonedAnnotation (Extension): any non-empty value keeps the inventory
+	// from being claimed; the operator sets "quarantined: ..." on a host
+	// whose bootstrap plan kept failing.
+	CordonedAnnotation = Prefix + "cordoned"
 
 	ExternalIPLabel = Prefix + "ExternalIP"
 	InternalIPLabel = Prefix + "InternalIP"
@@ -44,6 +48,7 @@ var ReservedKeys = map[string]bool{
 	ReleaseAnnotation:             true,
 	SkipResetAnnotation:           true,
 	IdentityHashLabel:             true,
+	CordonedAnnotation:            true,
 }
 
 // Condition types.
@@ -55,6 +60,9 @@ const (
 	ConditionInventoryReady     = "InventoryReady"
 	ConditionBootstrapReady     = "BootstrapReady"
 	ConditionPaused             = "Paused"
+	// ConditionReleasedHostCleaned (Extension, selectors): a host this
+	// selector gave up (quarantined) has applied the cleanup plan.
+	ConditionReleasedHostCleaned = "ReleasedHostCleaned"
 )
 
 // Condition reasons, grouped by the object that carries them (docs/contracts.md, Our CRDs).
@@ -97,4 +105,7 @@ const (
 	ReasonSelectorReady                = "SelectorReady"
 	ReasonPaused                       = "Paused"
 	ReasonNotPaused                    = "NotPaused"
+	ReasonInventoryQuarantined         = "InventoryQuarantined"
+	ReasonWaitingForCleanup            = "WaitingForCleanup"
+	ReasonCleanedUp                    = "CleanedUp"
 )
