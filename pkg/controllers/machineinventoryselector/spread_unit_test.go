@@ -6,6 +6,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -202,4 +203,18 @@ func TestSpreadOfDefaults(t *testing.T) {
 	assert.Nil(t, spreadOf(mis), "no key, no spread")
 	mis.Spec.TopologySpread = &elementalv1.TopologySpread{TopologyKey: "k"}
 	assert.Equal(t, &elementalv1.TopologySpread{TopologyKey: "k", MaxSkew: 1, WhenUnsatisfiable: elementalv1.DoNotSchedule}, spreadOf(mis))
+}
+
+func TestBuildStatusSaysWhichDomainIsShort(t *testing.T) {
+	msg := `topology spread (maxSkew 1, DoNotSchedule): waiting for a free inventory in zone="c"`
+	st := buildStatus(unitSelector(), observation{judged: true, spreadWait: msg})
+	for _, typ := range []string{elementalv1.ConditionInventoryReady, elementalv1.ConditionReady} {
+		c := meta.FindStatusCondition(st.Conditions, typ)
+		require.NotNil(t, c, typ)
+		assert.Equal(t, elementalv1.ReasonWaitingForInventory, c.Reason, typ)
+		assert.Equal(t, msg, c.Message, typ)
+	}
+	// Without a Machine yet, that comes first.
+	st = buildStatus(unitSelector(), observation{waitingMachine: true, spreadWait: msg})
+	assert.Equal(t, "waiting for a matching inventory", meta.FindStatusCondition(st.Conditions, elementalv1.ConditionReady).Message)
 }

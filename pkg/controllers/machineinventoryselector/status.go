@@ -64,15 +64,7 @@ func buildStatus(mis *elementalv1.MachineInventorySelector, obs observation) ele
 		// one gets its own.
 		st.BootstrapPlanChecksum = ""
 	}
-	// A host given up before the selector was ready may still run Rancher's
-	// agent for this Machine until it applied the cleanup plan.
-	switch {
-	case len(obs.releasedHosts) > 0:
-		set(elementalv1.ConditionReleasedHostCleaned, metav1.ConditionFalse, elementalv1.ReasonWaitingForCleanup,
-			"released "+strings.Join(obs.releasedHosts, ", ")+"; until its host applies the cleanup plan it may still run Rancher's agent for this Machine")
-	case conditionReason(st.Conditions, elementalv1.ConditionReleasedHostCleaned) != "":
-		set(elementalv1.ConditionReleasedHostCleaned, metav1.ConditionTrue, elementalv1.ReasonCleanedUp, "the released host applied the cleanup plan")
-	}
+	setReleasedHostCleaned(&st, obs.releasedHosts, set)
 	if obs.checksum != "" {
 		st.BootstrapPlanChecksum = obs.checksum
 	}
@@ -121,10 +113,8 @@ func buildStatus(mis *elementalv1.MachineInventorySelector, obs observation) ele
 		set(elementalv1.ConditionReady, metav1.ConditionFalse, elementalv1.ReasonInventoryDeleted, "the claimed inventory was deleted; delete the Machine to replace it")
 	case obs.inventory == nil && !obs.waitingMachine && obs.claimErr != "":
 		set(elementalv1.ConditionReady, metav1.ConditionFalse, elementalv1.ReasonFailedToAdoptInventory, obs.claimErr)
-	case obs.inventory == nil && !obs.waitingMachine && obs.spreadWait != "":
-		set(elementalv1.ConditionReady, metav1.ConditionFalse, elementalv1.ReasonWaitingForInventory, obs.spreadWait)
 	case obs.waitingMachine || obs.inventory == nil:
-		set(elementalv1.ConditionReady, metav1.ConditionFalse, elementalv1.ReasonWaitingForInventory, "waiting for a matching inventory")
+		set(elementalv1.ConditionReady, metav1.ConditionFalse, elementalv1.ReasonWaitingForInventory, waitingMessage(obs))
 	case obs.planErr != nil:
 		set(elementalv1.ConditionReady, metav1.ConditionFalse, elementalv1.ReasonFailedToUpdatePlan, obs.planErr.Error())
 	case obs.bootstrapMissing != "":
@@ -145,6 +135,28 @@ func buildStatus(mis *elementalv1.MachineInventorySelector, obs observation) ele
 		st.Addresses = addressesOf(obs.inventory)
 	}
 	return st
+}
+
+// waitingMessage is the Ready message of a selector without an inventory:
+// the topology spread's reason when that is what holds it back.
+func waitingMessage(obs observation) string {
+	if !obs.waitingMachine && obs.spreadWait != "" {
+		return obs.spreadWait
+	}
+	return "waiting for a matching inventory"
+}
+
+// setReleasedHostCleaned: a host given up before the selector was ready
+// may still run Rancher's agent for this Machine until it applied the
+// cleanup plan; the condition exists only once a host was given up.
+func setReleasedHostCleaned(st *elementalv1.MachineInventorySelectorStatus, releasedHosts []string, set func(typ string, status metav1.ConditionStatus, reason, msg string)) {
+	switch {
+	case len(releasedHosts) > 0:
+		set(elementalv1.ConditionReleasedHostCleaned, metav1.ConditionFalse, elementalv1.ReasonWaitingForCleanup,
+			"released "+strings.Join(releasedHosts, ", ")+"; until its host applies the cleanup plan it may still run Rancher's agent for this Machine")
+	case conditionReason(st.Conditions, elementalv1.ConditionReleasedHostCleaned) != "":
+		set(elementalv1.ConditionReleasedHostCleaned, metav1.ConditionTrue, elementalv1.ReasonCleanedUp, "the released host applied the cleanup plan")
+	}
 }
 
 // addressesOf reads the fixed address labels of an inventory, one entry each.
