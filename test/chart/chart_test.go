@@ -249,6 +249,7 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 		"bad pull policy":              {"image": map[string]interface{}{"repository": "x", "pullPolicy": "Sometimes"}},
 		"bad service type":             {"service": map[string]interface{}{"type": "Ingress"}},
 		"bad duration":                 {"resetTimeout": "soon"},
+		"negative quarantineAfter":     {"quarantineAfter": -1},
 		"bad server URL":               {"serverURL": "rancher.example.com"},
 		"bad mode":                     {"registration": map[string]interface{}{"mode": "tunnel"}},
 		"bad registration URL":         {"registration": map[string]interface{}{"url": "elemental.example.com"}},
