@@ -134,6 +134,8 @@ type Options struct {
 	Endpoints endpoints.Static
 	// ResetTimeout bounds the wait for a host to apply its reset plan.
 	ResetTimeout time.Duration
+	// QuarantineAfter cordons a host whose bootstrap plan failed that many times (0: never).
+	QuarantineAfter int
 }
 
 // Register registers every handler.
@@ -146,7 +148,7 @@ type Options struct {
 func Register(ctx context.Context, app *AppContext, opts Options) error {
 	logrus.WithField("namespace", app.Namespace).Debug("registering controllers")
 	machineinventory.Register(ctx, app.Elemental.MachineInventory(), app.Elemental.MachineInventorySelector(),
-		app.Core.Secret(), app.K8s, app.Recorder, machineinventory.Options{ResetTimeout: opts.ResetTimeout})
+		app.Core.Secret(), app.K8s, app.Recorder, machineinventory.Options{ResetTimeout: opts.ResetTimeout, QuarantineAfter: opts.QuarantineAfter})
 	if err := machineregistration.Register(ctx, app.Elemental.MachineRegistration(), app.Management.Setting(), app.K8s.Discovery(),
 		app.Recorder, machineregistration.Options{Endpoints: opts.Endpoints}); err != nil {
 		return err

@@ -53,6 +53,7 @@ func Register(version string) {
 			TunnelConnected,
 			TunnelConnects,
 			RegistrationRefusals,
+			InventoriesQuarantined,
 			inventoryCollector{},
 			templateCollector{},
 		)
@@ -125,6 +126,13 @@ var (
 		Namespace: namespace, Name: "registration_refusals_total",
 		Help: "Registration connections, requests and conversations refused for exceeding a limit, by reason.",
 	}, []string{"reason"})
+
+	// InventoriesQuarantined counts inventories cordoned for failing their
+	// bootstrap plan --quarantine-after times.
+	InventoriesQuarantined = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: namespace, Name: "inventories_quarantined_total",
+		Help: "Inventories cordoned (quarantined) because their bootstrap plan failed --quarantine-after times.",
+	})
 
 	inventoriesDesc = prometheus.NewDesc(namespace+"_inventories",
 		"MachineInventories by namespace and state (free, claimed, other), from the operator's cache.",

@@ -40,6 +40,9 @@ type Config struct {
 	Debug        bool
 	Profiling    bool
 	ResetTimeout time.Duration
+	// QuarantineAfter cordons an inventory whose bootstrap plan failed this
+	// many times; 0 disables it.
+	QuarantineAfter int
 
 	RegistrationTLSSecret   string
 	RegistrationMaxInFlight int
@@ -70,6 +73,7 @@ func DefaultConfig() Config {
 		RegistrationMode: "auto",
 		APIServiceSecret: "elemental-operator",
 		ResetTimeout:     30 * time.Minute,
+		QuarantineAfter:  3,
 
 		RegistrationMaxInFlight:    64,
 		RegistrationMaxConnections: server.DefaultMaxConnections,
@@ -117,6 +121,7 @@ func (c *Config) BindFlags(fs *flag.FlagSet) {
 	boolean(&c.Debug, "debug", "debug logging")
 	boolean(&c.Profiling, "profiling", "serve Go pprof profiles under /debug/pprof/ on the metrics address")
 	dur(&c.ResetTimeout, "reset-timeout", "how long a deleting, resettable inventory waits for its host to apply the reset plan")
+	fs.IntVar(&c.QuarantineAfter, "quarantine-after", c.QuarantineAfter, "cordon (quarantine) an inventory whose bootstrap plan failed this many times, and move a selector that is not ready yet to another host; 0 disables [$"+EnvName("quarantine-after")+"]")
 	dur(&c.LeaseDuration, "leader-elect-lease-duration", "how long a lease is valid without renewal")
 	dur(&c.RenewDeadline, "leader-elect-renew-deadline", "how long the leader retries renewing before giving up")
 	dur(&c.RetryPeriod, "leader-elect-retry-period", "how often candidates try to acquire or renew the lease")
@@ -160,6 +165,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Workers < 1 {
 		return fmt.Errorf("--workers must be at least 1, got %d", c.Workers)
+	}
+	if c.QuarantineAfter < 0 {
+		return fmt.Errorf("--quarantine-after must be 0 (disabled) or more, got %d", c.QuarantineAfter)
 	}
 	if c.LeaderElect && (c.LeaseDuration <= c.RenewDeadline || c.RenewDeadline <= c.RetryPeriod || c.RetryPeriod <= 0) {
 		return fmt.Errorf("leader election needs lease-duration > renew-deadline > retry-period > 0")

@@ -102,3 +102,13 @@ func TestStaticEndpoints(t *testing.T) {
 	_, err := (&Config{AgentCAFile: "/nonexistent"}).StaticEndpoints(endpoints.Direct)
 	assert.ErrorContains(t, err, "--agent-ca-file")
 }
+
+func TestQuarantineAfter(t *testing.T) {
+	cfg, err := parse(t, nil, map[string]string{"ELEMENTAL_OPERATOR_QUARANTINE_AFTER": "0"})
+	require.NoError(t, err)
+	assert.Equal(t, 0, cfg.QuarantineAfter, "0 disables quarantine")
+	require.NoError(t, cfg.Validate())
+	assert.Equal(t, 3, DefaultConfig().QuarantineAfter)
+	cfg.QuarantineAfter = -1
+	assert.ErrorContains(t, cfg.Validate(), "--quarantine-after")
+}

@@ -104,7 +104,7 @@ func RunWithConfig(parent context.Context, cfg Config, restCfg *rest.Config, ver
 	if err != nil {
 		return err
 	}
-	if err := controllers.Register(ctx, app, controllers.Options{Endpoints: static, ResetTimeout: cfg.ResetTimeout}); err != nil {
+	if err := controllers.Register(ctx, app, controllers.Options{Endpoints: static, ResetTimeout: cfg.ResetTimeout, QuarantineAfter: cfg.QuarantineAfter}); err != nil {
 		return fmt.Errorf("registering controllers: %w", err)
 	}
 	ready.Store(true)

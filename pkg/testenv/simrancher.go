@@ -51,6 +51,8 @@ type MachineOptions struct {
 	Script string
 	// OwnerAPIVersion of the selector's Machine ownerRef (default cluster.x-k8s.io/v1beta2).
 	OwnerAPIVersion string
+	// TopologySpread, if set, is the selector's spec.topologySpread.
+	TopologySpread *elementalv1.TopologySpread
 }
 
 // CreateMachine creates the bootstrap Secret (if Script is set), the Machine
@@ -98,7 +100,7 @@ func (r *SimulatedRancher) CreateMachine(ctx context.Context, ns, name string, o
 				Controller: &controller, BlockOwnerDeletion: &block,
 			}},
 		},
-		Spec: elementalv1.MachineInventorySelectorSpec{Selector: opts.Selector},
+		Spec: elementalv1.MachineInventorySelectorSpec{Selector: opts.Selector, TopologySpread: opts.TopologySpread},
 	}
 	return r.Selectors.Create(mis)
 }

@@ -109,7 +109,7 @@ func run(nInv, nSel int) error {
 	fmt.Printf("creating %d inventories (as the registration server would) and waiting for their agents' ack\n", nInv)
 	if err := testenv.Parallel(nInv, 32, func(i int) error {
 		_, err := inventories.Create(&elementalv1.MachineInventory{ObjectMeta: metav1.ObjectMeta{
-			Namespace: ns, Name: fmt.Sprintf("host-%05d", i), Labels: map[string]string{"element": "fire", "rack": strconv.Itoa(i % 10)},
+			Namespace: ns, Name: fmt.Sprintf("host-%05d", i), Labels: spreadLabels(i, map[string]string{"element": "fire", "rack": strconv.Itoa(i % 10)}),
 			Finalizers: []string{elementalv1.MachineInventoryFinalizer},
 		}})
 		return err
@@ -136,8 +136,9 @@ func run(nInv, nSel int) error {
 	fmt.Printf("creating %d Machines + bootstrap Secrets + selectors with the operator stopped\n", nSel)
 	if err := testenv.Parallel(nSel, 32, func(i int) error {
 		_, err := rancher.CreateMachine(ctx, ns, fmt.Sprintf("m-%05d", i), testenv.MachineOptions{
-			Selector: elementalv1.LabelSelector{MatchLabels: map[string]string{"element": "fire"}},
-			Script:   "#!/bin/sh\necho bootstrap\n",
+			Selector:       elementalv1.LabelSelector{MatchLabels: map[string]string{"element": "fire"}},
+			Script:         "#!/bin/sh\necho bootstrap\n",
+			TopologySpread: spreadConstraint(),
 		})
 		return err
 	}); err != nil {
@@ -252,6 +253,9 @@ func run(nInv, nSel int) error {
 	fmt.Printf("  kube-apiserver + etcd CPU: %.2fs (%.2fs + %.2fs); this benchmark (simulated agents, observers): %.2fs\n",
 		(apiCPU + etcdCPU).Seconds(), apiCPU.Seconds(), etcdCPU.Seconds(), selfCPU.Seconds())
 	fmt.Printf("  apiserver writes by resource (all clients): %v\n", byResource)
+	if invs, err := invCache.List(ns, labels.Everything()); err == nil {
+		spreadReport(invs)
+	}
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -196,6 +197,7 @@ func TestDefaultsMatchTheOperator(t *testing.T) {
 	assert.Equal(t, def.HealthAddr, env["ELEMENTAL_OPERATOR_HEALTH_ADDR"])
 	assert.Equal(t, def.RegistrationAddr, env["ELEMENTAL_OPERATOR_REGISTRATION_ADDR"])
 	assert.Equal(t, def.ResetTimeout.String(), mustDuration(t, env["ELEMENTAL_OPERATOR_RESET_TIMEOUT"]))
+	assert.Equal(t, strconv.Itoa(def.QuarantineAfter), env["ELEMENTAL_OPERATOR_QUARANTINE_AFTER"])
 	assert.Equal(t, "false", env["ELEMENTAL_OPERATOR_INSTALL_CRDS"])
 	assert.Equal(t, "rancher/elemental-operator:0.1.0", c.Image)
 	assert.Equal(t, "direct", env["ELEMENTAL_OPERATOR_REGISTRATION_MODE"], "no Rancher: auto is direct")
@@ -247,6 +249,7 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 		"bad pull policy":              {"image": map[string]interface{}{"repository": "x", "pullPolicy": "Sometimes"}},
 		"bad service type":             {"service": map[string]interface{}{"type": "Ingress"}},
 		"bad duration":                 {"resetTimeout": "soon"},
+		"negative quarantineAfter":     {"quarantineAfter": -1},
 		"bad server URL":               {"serverURL": "rancher.example.com"},
 		"bad mode":                     {"registration": map[string]interface{}{"mode": "tunnel"}},
 		"bad registration URL":         {"registration": map[string]interface{}{"url": "elemental.example.com"}},

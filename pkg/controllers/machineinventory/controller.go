@@ -26,6 +26,9 @@ type Options struct {
 	// ResetTimeout bounds how long a deleting, resettable inventory waits for
 	// its host to apply the reset plan (an offline host never blocks deletion).
 	ResetTimeout time.Duration
+	// QuarantineAfter cordons an inventory whose bootstrap plan the agent
+	// reports failed this many times (quarantine.go); 0 disables it.
+	QuarantineAfter int
 }
 
 type handler struct {

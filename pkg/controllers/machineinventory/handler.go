@@ -75,6 +75,9 @@ func (h *handler) OnChange(_ string, mi *elementalv1.MachineInventory) (*element
 			}
 		}
 	}
+	if mi, err = h.quarantine(mi, obs.secret); err != nil {
+		return mi, err
+	}
 	out, err := h.writeStatus(mi, obs)
 	if err == nil && obs.tamper != nil {
 		h.tampers.Delete(mi.UID)

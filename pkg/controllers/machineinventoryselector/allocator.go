@@ -54,6 +54,9 @@ type Verdict struct {
 	// ClaimErr is set when the claim write failed with an error other than
 	// a conflict; empty means no free inventory matches.
 	ClaimErr string
+	// Spread is set when free inventories match but the selector's topology
+	// spread holds it back (DoNotSchedule); it names the short domain.
+	Spread string
 }
 
 type pendingClaim struct {
@@ -184,6 +187,7 @@ func (a *allocator) forget(uid types.UID) {
 type waitingSelector struct {
 	mis      *elementalv1.MachineInventorySelector
 	selector labels.Selector
+	pool     string // poolOf(mis), for topology spread
 }
 
 // waiting lists the selectors of ns that need an inventory, oldest first.
@@ -208,7 +212,7 @@ func (a *allocator) waiting(ns string) ([]waitingSelector, error) {
 		if err != nil || len(owned) > 0 || a.claimPending(mis.UID) {
 			continue
 		}
-		out = append(out, waitingSelector{mis: mis, selector: sel})
+		out = append(out, waitingSelector{mis: mis, selector: sel, pool: poolOf(mis)})
 	}
 	sort.Slice(out, func(i, j int) bool {
 		ti, tj := out[i].mis.CreationTimestamp, out[j].mis.CreationTimestamp
@@ -243,7 +247,7 @@ func (a *allocator) allocate(ctx context.Context, ns string) error {
 		return nil
 	}
 	sort.Slice(free, func(i, j int) bool { return free[i].Name < free[j].Name })
-	pairs := decide(waiting, free)
+	pairs, held := decide(waiting, free, a.domainCounts(ns, waiting))
 
 	var (
 		wg       sync.WaitGroup
@@ -280,7 +284,7 @@ func (a *allocator) allocate(ctx context.Context, ns string) error {
 	}
 	for _, w := range waiting {
 		if !paired[w.mis.UID] {
-			a.judge(w.mis, Verdict{})
+			a.judge(w.mis, Verdict{Spread: held[w.mis.UID]})
 		}
 	}
 	return nil
@@ -294,7 +298,10 @@ type pair struct {
 // decide pairs waiting selectors (oldest first) with free inventories (sorted
 // by name). Each selector walks its matching candidates from fnv32a(UID) mod n,
 // wrapping: deterministic, and spread so replacement passes rarely collide.
-func decide(waiting []waitingSelector, free []*elementalv1.MachineInventory) []pair {
+// A selector with a topology spread first narrows its candidates to the
+// least used domain of its pool (counts, by spreadKey, updated as this pass
+// pairs), or is held with the reason returned by selector UID.
+func decide(waiting []waitingSelector, free []*elementalv1.MachineInventory, counts domainCounts) ([]pair, map[types.UID]string) {
 	taken := make([]bool, len(free))
 	// Bucket free inventories by label pair so a matchLabels selector only
 	// looks at inventories that can match.
@@ -309,6 +316,7 @@ func decide(waiting []waitingSelector, free []*elementalv1.MachineInventory) []p
 		all[i] = i
 	}
 	var pairs []pair
+	held := map[types.UID]string{}
 	for _, w := range waiting {
 		candidates := all
 		for k, v := range w.mis.Spec.Selector.MatchLabels {
@@ -325,13 +333,35 @@ func decide(waiting []waitingSelector, free []*elementalv1.MachineInventory) []p
 		if len(matching) == 0 {
 			continue
 		}
+		var pool map[string]int
+		ts := spreadOf(w.mis)
+		if ts != nil {
+			key := spreadKey(w.pool, ts.TopologyKey)
+			if counts[key] == nil {
+				if counts == nil {
+					counts = domainCounts{}
+				}
+				counts[key] = map[string]int{}
+			}
+			pool = counts[key]
+			var reason string
+			if matching, reason = narrow(ts, pool, matching, free); len(matching) == 0 {
+				if reason != "" {
+					held[w.mis.UID] = reason
+				}
+				continue
+			}
+		}
 		h := fnv.New32a()
 		_, _ = h.Write([]byte(w.mis.UID))
 		i := matching[int(h.Sum32()%uint32(len(matching)))]
 		taken[i] = true
+		if ts != nil {
+			pool[domainOf(free[i].Labels, ts.TopologyKey)]++
+		}
 		pairs = append(pairs, pair{mis: w.mis, mi: free[i]})
 	}
-	return pairs
+	return pairs, held
 }
 
 // claim is the one optimistic-locked write that pairs them: the inventory

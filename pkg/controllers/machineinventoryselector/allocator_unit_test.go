@@ -111,13 +111,16 @@ func TestDecide(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			got := map[string]string{}
-			for _, p := range decide(tc.waiting, tc.free) {
+			pairs, held := decide(tc.waiting, tc.free, nil)
+			assert.Empty(t, held, "no spread, nobody held")
+			for _, p := range pairs {
 				_, dup := got[p.mis.Name]
 				assert.False(t, dup, "selector %s paired twice", p.mis.Name)
 				got[p.mis.Name] = p.mi.Name
 			}
 			assert.Equal(t, tc.want, got)
-			assert.Equal(t, decide(tc.waiting, tc.free), decide(tc.waiting, tc.free), "deterministic")
+			again, _ := decide(tc.waiting, tc.free, nil)
+			assert.Equal(t, pairs, again, "deterministic")
 		})
 	}
 }

@@ -48,7 +48,8 @@ type handler struct {
 
 	deferred *stale.Window // selector UID → wait on CAPI or the agent held back, and since when (transient.go)
 	planned  *plannedPlans
-	whyNots  *whyNots // selector UID → its last why-not message (whynot.go)
+	whyNots  *whyNots     // selector UID → its last why-not message (whynot.go)
+	cleaned  cleanupWatch // quarantined hosts given up, until cleaned (quarantine.go)
 }
 
 // Register wires the selector handlers and returns the allocator, which must
@@ -80,6 +81,8 @@ func Register(ctx context.Context, selectors elementalctl.MachineInventorySelect
 	inventories.Cache().AddIndexer(FreeByNamespace, indexFree)
 	selectors.Cache().AddIndexer(WaitingByNamespace, indexWaiting)
 	selectors.Cache().AddIndexer(ByCluster, indexCluster)
+	selectors.Cache().AddIndexer(ByPool, indexPool)
+	inventories.Cache().AddIndexer(ReleasingFor, indexReleasingFor)
 
 	selectors.OnChange(ctx, "machineinventoryselector", func(key string, mis *elementalv1.MachineInventorySelector) (*elementalv1.MachineInventorySelector, error) {
 		out, err := h.OnChange(key, mis)
@@ -126,6 +129,9 @@ func (h *handler) onInventory(_ string, mi *elementalv1.MachineInventory) (*elem
 		h.selectors.EnqueueAfter(mi.Namespace, name, 0)
 	} else if inventory.Free(mi) {
 		h.alloc.Enqueue(mi.Namespace)
+	}
+	if name, ok := h.cleaned.done(mi); ok {
+		h.selectors.EnqueueAfter(mi.Namespace, name, 0)
 	}
 	return mi, nil
 }

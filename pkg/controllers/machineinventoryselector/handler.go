@@ -49,6 +49,9 @@ func (h *handler) OnChange(_ string, mis *elementalv1.MachineInventorySelector) 
 	if err != nil {
 		return mis, err
 	}
+	if mi != nil && inventory.Quarantined(mi) && !mis.Status.Ready {
+		return h.giveUp(mis, mi)
+	}
 	if mi == nil {
 		if !obs.inventoryDeleted {
 			h.alloc.Enqueue(mis.Namespace)
@@ -61,6 +64,7 @@ func (h *handler) OnChange(_ string, mis *elementalv1.MachineInventorySelector) 
 				// (a claim elsewhere, a cordon): keep the message current.
 				h.selectors.EnqueueAfter(mis.Namespace, mis.Name, whyNotRecheck)
 			}
+			obs.spreadWait = v.Spread
 		}
 		return h.writeStatus(mis, obs)
 	}
@@ -137,7 +141,7 @@ func (h *handler) bootstrap(mis *elementalv1.MachineInventorySelector, mi *eleme
 		obs.bootstrapMissing = "waiting for the plan secret of inventory " + mi.Name
 		return h.writeStatus(mis, obs)
 	}
-	if mis.Status.BootstrapPlanChecksum != "" {
+	if mis.Status.BootstrapPlanChecksum != "" && announced {
 		h.planned.forget(mis.UID) // recorded
 		obs.checksum = mis.Status.BootstrapPlanChecksum
 		obs.plan = plans.Observe(secret.Data, obs.checksum)
@@ -221,6 +225,7 @@ func (h *handler) bootstrapData(mis *elementalv1.MachineInventorySelector) ([]by
 
 // writeStatusWithEvents records plan outcome transitions, then writes.
 func (h *handler) writeStatusWithEvents(mis *elementalv1.MachineInventorySelector, obs observation) (*elementalv1.MachineInventorySelector, error) {
+	obs.releasedHosts = h.releasedHosts(mis)
 	status := buildStatus(mis, obs)
 	if !apiequality.Semantic.DeepEqual(mis.Status, status) {
 		before := conditionReason(mis.Status.Conditions, elementalv1.ConditionBootstrapReady)
@@ -245,6 +250,7 @@ func conditionReason(conds []metav1.Condition, typ string) string {
 // object we read, carrying its resourceVersion, so a newer write by Rancher
 // (providerID, addresses) makes ours conflict instead of being clobbered.
 func (h *handler) writeStatus(mis *elementalv1.MachineInventorySelector, obs observation) (*elementalv1.MachineInventorySelector, error) {
+	obs.releasedHosts = h.releasedHosts(mis)
 	return h.writeStatusValue(mis, obs, buildStatus(mis, obs))
 }
 

@@ -15,6 +15,8 @@ const (
 	WaitingByNamespace = "waiting-selector"
 	// ByCluster maps a selector to <namespace>/<CAPI cluster name>, for pause.
 	ByCluster = "selector-by-cluster"
+	// ByPool maps a selector cloned from a template to its pool (poolOf), for topology spread.
+	ByPool = "selector-by-pool"
 )
 
 func indexOwnerSelectorUID(mi *elementalv1.MachineInventory) ([]string, error) {

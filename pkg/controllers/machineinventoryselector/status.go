@@ -1,6 +1,8 @@
 package machineinventoryselector
 
 import (
+	"strings"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -27,6 +29,9 @@ type observation struct {
 	// whyNot says why no inventory was free for a judged selector: how many
 	// match and their classes (inventory.Counts.WhyNot).
 	whyNot string
+	// spreadWait: matching inventories are free, but the topology spread
+	// holds the selector back (it names the short domain).
+	spreadWait string
 	// bootstrapMissing says why the bootstrap data is not available yet.
 	bootstrapMissing string
 	// planErr: writing the bootstrap plan failed.
@@ -34,6 +39,9 @@ type observation struct {
 	// checksum of the bootstrap plan written for this selector.
 	checksum string
 	plan     plans.Observed
+	// releasedHosts are quarantined inventories this selector gave up whose
+	// hosts have not applied the cleanup plan yet ("name (reason)").
+	releasedHosts []string
 }
 
 // buildStatus derives the selector status. It never touches providerID, and
@@ -55,7 +63,11 @@ func buildStatus(mis *elementalv1.MachineInventorySelector, obs observation) ele
 		st.MachineInventoryRef = &corev1.LocalObjectReference{Name: obs.inventory.Name}
 	} else if !obs.inventoryDeleted {
 		st.MachineInventoryRef = nil
+		// The plan was written for the inventory that is gone; the next
+		// one gets its own.
+		st.BootstrapPlanChecksum = ""
 	}
+	setReleasedHostCleaned(&st, obs.releasedHosts, set)
 	if obs.checksum != "" {
 		st.BootstrapPlanChecksum = obs.checksum
 	}
@@ -73,6 +85,8 @@ func buildStatus(mis *elementalv1.MachineInventorySelector, obs observation) ele
 		set(elementalv1.ConditionInventoryReady, metav1.ConditionFalse, elementalv1.ReasonWaitingForInventory, "waiting for the owner Machine before claiming")
 	case obs.claimErr != "":
 		set(elementalv1.ConditionInventoryReady, metav1.ConditionFalse, elementalv1.ReasonFailedToAdoptInventory, obs.claimErr)
+	case obs.spreadWait != "":
+		set(elementalv1.ConditionInventoryReady, metav1.ConditionFalse, elementalv1.ReasonWaitingForInventory, obs.spreadWait)
 	default:
 		set(elementalv1.ConditionInventoryReady, metav1.ConditionFalse, elementalv1.ReasonWaitingForInventory, noFreeInventory(mis, obs))
 	}
@@ -102,11 +116,7 @@ func buildStatus(mis *elementalv1.MachineInventorySelector, obs observation) ele
 	case obs.inventory == nil && !obs.waitingMachine && obs.claimErr != "":
 		set(elementalv1.ConditionReady, metav1.ConditionFalse, elementalv1.ReasonFailedToAdoptInventory, obs.claimErr)
 	case obs.waitingMachine || obs.inventory == nil:
-		msg := "waiting for a matching inventory"
-		if !obs.waitingMachine && obs.whyNot != "" {
-			msg += ": " + obs.whyNot
-		}
-		set(elementalv1.ConditionReady, metav1.ConditionFalse, elementalv1.ReasonWaitingForInventory, msg)
+		set(elementalv1.ConditionReady, metav1.ConditionFalse, elementalv1.ReasonWaitingForInventory, waitingMessage(obs))
 	case obs.planErr != nil:
 		set(elementalv1.ConditionReady, metav1.ConditionFalse, elementalv1.ReasonFailedToUpdatePlan, obs.planErr.Error())
 	case obs.bootstrapMissing != "":
@@ -127,6 +137,31 @@ func buildStatus(mis *elementalv1.MachineInventorySelector, obs observation) ele
 		st.Addresses = addressesOf(obs.inventory)
 	}
 	return st
+}
+
+// waitingMessage is the Ready message of a selector without an inventory:
+// the topology spread's reason when that is what holds it back.
+func waitingMessage(obs observation) string {
+	if !obs.waitingMachine && obs.spreadWait != "" {
+		return obs.spreadWait
+	}
+	if !obs.waitingMachine && obs.whyNot != "" {
+		return "waiting for a matching inventory: " + obs.whyNot
+	}
+	return "waiting for a matching inventory"
+}
+
+// setReleasedHostCleaned: a host given up before the selector was ready
+// may still run Rancher's agent for this Machine until it applied the
+// cleanup plan; the condition exists only once a host was given up.
+func setReleasedHostCleaned(st *elementalv1.MachineInventorySelectorStatus, releasedHosts []string, set func(typ string, status metav1.ConditionStatus, reason, msg string)) {
+	switch {
+	case len(releasedHosts) > 0:
+		set(elementalv1.ConditionReleasedHostCleaned, metav1.ConditionFalse, elementalv1.ReasonWaitingForCleanup,
+			"released "+strings.Join(releasedHosts, ", ")+"; until its host applies the cleanup plan it may still run Rancher's agent for this Machine")
+	case conditionReason(st.Conditions, elementalv1.ConditionReleasedHostCleaned) != "":
+		set(elementalv1.ConditionReleasedHostCleaned, metav1.ConditionTrue, elementalv1.ReasonCleanedUp, "the released host applied the cleanup plan")
+	}
 }
 
 // addressesOf reads the fixed address labels of an inventory, one entry each.

@@ -111,6 +111,9 @@ const (
 	// ConditionApproved (Extension) is set on inventories created under
 	// spec.approval: Manual only.
 	ConditionApproved = "Approved"
+	// ConditionReleasedHostCleaned (Extension, selectors): a host this
+	// selector gave up (quarantined) has applied the cleanup plan.
+	ConditionReleasedHostCleaned = "ReleasedHostCleaned"
 )
 
 // Condition reasons, grouped by the object that carries them (docs/contracts.md, Our CRDs).
@@ -158,4 +161,7 @@ const (
 	ReasonSelectorReady                = "SelectorReady"
 	ReasonPaused                       = "Paused"
 	ReasonNotPaused                    = "NotPaused"
+	ReasonInventoryQuarantined         = "InventoryQuarantined"
+	ReasonWaitingForCleanup            = "WaitingForCleanup"
+	ReasonCleanedUp                    = "CleanedUp"
 )

@@ -12,6 +12,49 @@ type MachineInventorySelectorSpec struct {
 	// Selector picks the inventories (in this namespace) that may be claimed.
 	// +optional
 	Selector LabelSelector `json:"selector,omitempty"`
+	// TopologySpread (Extension) spreads the selectors of one pool (same
+	// namespace, same cluster.x-k8s.io/cluster-name label and
+	// cluster.x-k8s.io/cloned-from-name annotation, i.e. the clones of one
+	// template for one cluster) across the values of an inventory label, the
+	// way a Pod's topologySpreadConstraints spread it across nodes. Unset:
+	// any matching inventory.
+	// +optional
+	TopologySpread *TopologySpread `json:"topologySpread,omitempty"`
+}
+
+// WhenUnsatisfiable says what a selector does when claiming would exceed maxSkew.
+// +kubebuilder:validation:Enum=DoNotSchedule;ScheduleAnyway
+type WhenUnsatisfiable string
+
+const (
+	// DoNotSchedule waits rather than exceed maxSkew.
+	DoNotSchedule WhenUnsatisfiable = "DoNotSchedule"
+	// ScheduleAnyway prefers the least used domain but never waits for one.
+	ScheduleAnyway WhenUnsatisfiable = "ScheduleAnyway"
+)
+
+// TopologySpread is one topology spread constraint over inventory labels.
+type TopologySpread struct {
+	// TopologyKey is the inventory label whose values are the domains (e.g.
+	// topology.kubernetes.io/zone). The domains are the values found on the
+	// inventories the selector matches. Inventories without the label are
+	// never claimed under DoNotSchedule and form one domain of their own
+	// under ScheduleAnyway.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=317
+	TopologyKey string `json:"topologyKey"`
+	// MaxSkew is the largest allowed difference between the number of the
+	// pool's claims in a domain and in the least used domain.
+	// +optional
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:Minimum=1
+	MaxSkew int32 `json:"maxSkew,omitempty"`
+	// WhenUnsatisfiable: DoNotSchedule (the default) waits, with the short
+	// domain named in the InventoryReady condition; ScheduleAnyway claims
+	// from the least used domain that has a free inventory.
+	// +optional
+	// +kubebuilder:default=DoNotSchedule
+	WhenUnsatisfiable WhenUnsatisfiable `json:"whenUnsatisfiable,omitempty"`
 }
 
 // MachineAddressType is a CAPI/Node address type.
