@@ -131,7 +131,7 @@ type Server struct {
 	opts          Options
 	registrations elementalv1ctl.MachineRegistrationCache
 	inventories   elementalv1ctl.MachineInventoryCache
-	miClient      elementalv1ctl.MachineInventoryClient
+	miClient      inventoryClient
 	settings      settings.Reader
 	k8s           kubernetes.Interface
 	recorder      record.EventRecorder
@@ -186,11 +186,14 @@ func Start(ctx context.Context, cfg *rest.Config, opts Options) (*Server, error)
 	if err != nil {
 		return nil, err
 	}
+	// The same shared controller as the inventory cache, with contexts.
+	miClient := inventoryClient{scf.ForResourceKind(elementalv1.SchemeGroupVersion.WithResource("machineinventories"),
+		"MachineInventory", true).Client()}
 	s := &Server{
 		opts:          opts,
 		registrations: ef.Elemental().V1beta1().MachineRegistration().Cache(),
 		inventories:   ef.Elemental().V1beta1().MachineInventory().Cache(),
-		miClient:      ef.Elemental().V1beta1().MachineInventory(),
+		miClient:      miClient,
 		k8s:           k8s,
 		locks:         newKeyLock(),
 		inFlight:      make(chan struct{}, opts.MaxInFlight),
