@@ -52,6 +52,7 @@ func Register(version string) {
 			TunnelConnected,
 			TunnelConnects,
 			RegistrationRefusals,
+			RegistrationTLSReloads,
 			inventoryCollector{},
 		)
 		lassometrics.MustRegisterWithWorkqueue(Registry)
@@ -116,6 +117,14 @@ var (
 		Namespace: namespace, Name: "registration_refusals_total",
 		Help: "Registration connections, requests and conversations refused for exceeding a limit, by reason.",
 	}, []string{"reason"})
+
+	// RegistrationTLSReloads counts changes of the registration server's TLS
+	// Secret by result: loaded, invalid (the last good certificate stays),
+	// deleted.
+	RegistrationTLSReloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "registration_tls_reloads_total",
+		Help: "Changes of the registration TLS Secret by result (loaded, invalid: the last good certificate is kept, deleted).",
+	}, []string{"result"})
 
 	inventoriesDesc = prometheus.NewDesc(namespace+"_inventories",
 		"MachineInventories by namespace and state (free, claimed, other), from the operator's cache.",

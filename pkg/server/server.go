@@ -137,7 +137,7 @@ type Server struct {
 	recorder      record.EventRecorder
 	locks         *keyLock
 	inFlight      chan struct{}
-	tls           *tlsMaterial
+	certs         *certSource
 	http          *http.Server
 	listener      net.Listener
 	// limits are read on every connection and conversation; conns counts
@@ -150,8 +150,8 @@ type Server struct {
 // endpoints is what hosts are given now (Settings are read from the cache).
 func (s *Server) endpoints() endpoints.Endpoints {
 	var directCA string
-	if s.tls != nil {
-		directCA = string(s.tls.caPEM)
+	if s.certs != nil {
+		directCA = string(s.certs.current.Load().caPEM)
 	}
 	return endpoints.Resolve(s.opts.Endpoints, endpoints.FromReader(s.settings), directCA)
 }
@@ -243,14 +243,14 @@ func Start(ctx context.Context, cfg *rest.Config, opts Options) (*Server, error)
 		logrus.WithField("mode", opts.Endpoints.Mode).Info("registration server has no listener of its own: it is served through Rancher's tunnel")
 		return s, nil
 	}
-	if s.tls, err = loadTLS(ctx, k8s, opts, opts.Endpoints.RegistrationURL); err != nil {
+	if s.certs, err = startCerts(ctx, k8s, opts); err != nil {
 		return nil, err
 	}
 	if s.listener, err = net.Listen("tcp", opts.Addr); err != nil {
 		return nil, fmt.Errorf("listening on %s: %w", opts.Addr, err)
 	}
 	s.http = s.NewHTTPServer(s)
-	s.http.TLSConfig = s.tls.config()
+	s.http.TLSConfig = s.certs.config()
 	limited := s.LimitListener(s.listener, s.http.TLSConfig)
 	go func() {
 		if err := s.http.ServeTLS(limited, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -271,10 +271,10 @@ func (s *Server) Addr() string {
 
 // CACert is the PEM CA of the direct listener's certificate; "" without one.
 func (s *Server) CACert() string {
-	if s.tls == nil {
+	if s.certs == nil {
 		return ""
 	}
-	return string(s.tls.caPEM)
+	return string(s.certs.current.Load().caPEM)
 }
 
 // Stop closes the listener and waits briefly for conversations to end.
