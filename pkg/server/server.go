@@ -26,6 +26,7 @@ import (
 	"k8s.io/client-go/tools/record"
 
 	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
+	"github.com/elemental-operator/elemental-operator/pkg/crdwatch"
 	"github.com/elemental-operator/elemental-operator/pkg/endpoints"
 	elementalctl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/elemental.cattle.io"
 	elementalv1ctl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/elemental.cattle.io/v1beta1"
@@ -132,7 +133,7 @@ type Server struct {
 	registrations elementalv1ctl.MachineRegistrationCache
 	inventories   elementalv1ctl.MachineInventoryCache
 	miClient      inventoryClient
-	settings      settings.Reader
+	settings      atomic.Pointer[settings.Reader] // once the Setting kind is served
 	k8s           kubernetes.Interface
 	recorder      record.EventRecorder
 	locks         *keyLock
@@ -153,7 +154,11 @@ func (s *Server) endpoints() endpoints.Endpoints {
 	if s.certs != nil {
 		directCA = string(s.certs.current.Load().caPEM)
 	}
-	return endpoints.Resolve(s.opts.Endpoints, endpoints.FromReader(s.settings), directCA)
+	var r settings.Reader
+	if p := s.settings.Load(); p != nil {
+		r = *p
+	}
+	return endpoints.Resolve(s.opts.Endpoints, endpoints.FromReader(r), directCA)
 }
 
 // Start builds the caches (its own, independent of leader election), waits
@@ -223,16 +228,40 @@ func Start(ctx context.Context, cfg *rest.Config, opts Options) (*Server, error)
 	if err != nil {
 		return nil, fmt.Errorf("discovering Rancher settings: %w", err)
 	}
-	if served {
+	settingsCache := func() (*settings.Reader, start.Starter, error) {
 		mf, err := mgmtctl.NewFactoryFromConfigWithOptions(cfg, fopts)
+		if err != nil {
+			return nil, nil, err
+		}
+		return &settings.Reader{Cache: mf.Management().V3().Setting().Cache()}, mf, nil
+	}
+	if served {
+		r, mf, err := settingsCache()
 		if err != nil {
 			return nil, err
 		}
-		s.settings = settings.Reader{Cache: mf.Management().V3().Setting().Cache()}
+		s.settings.Store(r)
 		starters = append(starters, mf)
 	}
 	if err := start.All(ctx, 1, starters...); err != nil {
 		return nil, fmt.Errorf("starting registration caches: %w", err)
+	}
+	if !served {
+		// Rancher installed later: hosts are given its URLs from then on.
+		if err := crdwatch.WhenServed(ctx, cfg, crdwatch.RancherSettings, func(ctx context.Context) {
+			r, mf, err := settingsCache()
+			if err == nil {
+				err = start.All(ctx, 1, mf)
+			}
+			if err != nil {
+				logrus.WithError(err).Error("registration server: watching Rancher Settings failed")
+				return
+			}
+			s.settings.Store(r)
+			logrus.Info("registration server: Rancher Settings are served now")
+		}); err != nil {
+			return nil, err
+		}
 	}
 
 	broadcaster := record.NewBroadcaster()
