@@ -7,6 +7,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/rancher/lasso/pkg/cache"
@@ -18,8 +19,8 @@ import (
 	"github.com/rancher/wrangler/v3/pkg/start"
 	"github.com/sirupsen/logrus"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes"
@@ -33,6 +34,7 @@ import (
 	"github.com/elemental-operator/elemental-operator/pkg/controllers/machineinventoryselector"
 	"github.com/elemental-operator/elemental-operator/pkg/controllers/machineinventoryselectortemplate"
 	"github.com/elemental-operator/elemental-operator/pkg/controllers/machineregistration"
+	"github.com/elemental-operator/elemental-operator/pkg/crdwatch"
 	"github.com/elemental-operator/elemental-operator/pkg/endpoints"
 	capictl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/cluster.x-k8s.io"
 	capiv1beta2ctl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/cluster.x-k8s.io/v1beta2"
@@ -60,6 +62,13 @@ type AppContext struct {
 
 	Namespace string
 	starters  []start.Starter
+
+	// cfg, factories and later start what depends on a kind whose CRD was
+	// missing at start-up once it is installed (optional.go).
+	cfg       *rest.Config
+	factories []start.Starter
+	laterMu   sync.Mutex
+	later     []pending
 }
 
 // NewAppContext builds the factories on one shared controller factory.
@@ -67,10 +76,17 @@ type AppContext struct {
 func NewAppContext(cfg *rest.Config, namespace string) (*AppContext, error) {
 	cfg = rest.CopyConfig(cfg)
 	cfg.UserAgent = ControllerName
-	// Only our own Secrets are cached: a Rancher management cluster has many
-	// more, and memory matters. (ServiceAccounts, Roles and RoleBindings are
-	// never read from a cache: pkg/credentials gets and creates them directly.)
-	managed := func(opts *metav1.ListOptions) { opts.LabelSelector = elementalv1.ManagedLabel + "=true" }
+	// Only plan Secrets are cached, the one kind of Secret a handler reads
+	// from the cache: ours by label, plan by type (the generated registration
+	// TLS Secret carries the label too, and the server watches it itself). A
+	// Rancher management cluster has many more Secrets, and memory matters.
+	// (ServiceAccounts, Roles and RoleBindings are never read from a cache:
+	// pkg/credentials gets and creates them directly; bootstrap Secrets are
+	// read live.)
+	managed := func(opts *metav1.ListOptions) {
+		opts.LabelSelector = elementalv1.ManagedLabel + "=true"
+		opts.FieldSelector = fields.OneTermEqualSelector("type", elementalv1.PlanSecretType).String()
+	}
 	clients, err := newClientFactory(cfg, schemes.All)
 	if err != nil {
 		return nil, err
@@ -125,6 +141,8 @@ func NewAppContext(cfg *rest.Config, namespace string) (*AppContext, error) {
 		Recorder:   recorder,
 		Namespace:  namespace,
 		starters:   []start.Starter{elemental, core, capi, mgmt},
+		cfg:        cfg,
+		factories:  []start.Starter{elemental, core, capi, mgmt},
 	}, nil
 }
 
@@ -149,9 +167,16 @@ func Register(ctx context.Context, app *AppContext, opts Options) error {
 	logrus.WithField("namespace", app.Namespace).Debug("registering controllers")
 	machineinventory.Register(ctx, app.Elemental.MachineInventory(), app.Elemental.MachineInventorySelector(),
 		app.Core.Secret(), app.K8s, app.Recorder, machineinventory.Options{ResetTimeout: opts.ResetTimeout, QuarantineAfter: opts.QuarantineAfter})
-	if err := machineregistration.Register(ctx, app.Elemental.MachineRegistration(), app.Management.Setting(), app.K8s.Discovery(),
-		app.Recorder, machineregistration.Options{Endpoints: opts.Endpoints}); err != nil {
+	watchSettings, err := machineregistration.Register(ctx, app.Elemental.MachineRegistration(), app.Management.Setting(), app.K8s.Discovery(),
+		app.Recorder, machineregistration.Options{Endpoints: opts.Endpoints})
+	if err != nil {
 		return err
+	}
+	if watchSettings != nil {
+		app.whenServed("Rancher Settings", crdwatch.RancherSettings, func(ctx context.Context) []start.Starter {
+			watchSettings(ctx)
+			return nil
+		})
 	}
 	machineinventoryselectortemplate.Register(ctx, app.Elemental.MachineInventorySelectorTemplate(), app.Elemental.MachineInventory())
 	metrics.SetInventorySource(inventoryCounts(app.Elemental.MachineInventory().Cache()))
@@ -213,33 +238,20 @@ func templateCounts(cache elementalv1beta1ctl.MachineInventorySelectorTemplateCa
 // registerProvisioning wires the selector side, which needs the Cluster API
 // kinds: without their CRDs it is left out (nothing could create selectors).
 func registerProvisioning(ctx context.Context, app *AppContext) error {
-	served, err := capiServed(app.K8s)
+	served, err := crdwatch.Served(app.K8s.Discovery(), crdwatch.ClusterAPI...)
 	if err != nil {
-		return err
+		return fmt.Errorf("discovering Cluster API: %w", err)
+	}
+	register := func(ctx context.Context) []start.Starter {
+		return []start.Starter{machineinventoryselector.Register(ctx, app.Elemental.MachineInventorySelector(), app.Elemental.MachineInventory(),
+			app.CAPI.Machine(), app.CAPI.Cluster(), app.Core.Secret(), app.K8s, app.Recorder)}
 	}
 	if !served {
-		logrus.Warn("Cluster API (cluster.x-k8s.io/v1beta2 Machine, Cluster) is not served: provisioning controllers are disabled")
+		app.whenServed("provisioning (Cluster API Machine, Cluster)", crdwatch.ClusterAPI, register)
 		return nil
 	}
-	allocator := machineinventoryselector.Register(ctx, app.Elemental.MachineInventorySelector(), app.Elemental.MachineInventory(),
-		app.CAPI.Machine(), app.CAPI.Cluster(), app.Core.Secret(), app.K8s, app.Recorder)
-	app.starters = append(app.starters, allocator)
+	app.starters = append(app.starters, register(ctx)...)
 	return nil
-}
-
-func capiServed(k8s kubernetes.Interface) (bool, error) {
-	resources, err := k8s.Discovery().ServerResourcesForGroupVersion("cluster.x-k8s.io/v1beta2")
-	if apierrors.IsNotFound(err) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("discovering Cluster API: %w", err)
-	}
-	found := map[string]bool{}
-	for _, r := range resources.APIResources {
-		found[r.Name] = true
-	}
-	return found["machines"] && found["clusters"], nil
 }
 
 // Start syncs the caches the handlers asked for, then runs the workers.
@@ -247,5 +259,5 @@ func (a *AppContext) Start(ctx context.Context, workers int) error {
 	if err := start.All(ctx, workers, a.starters...); err != nil {
 		return fmt.Errorf("starting controllers: %w", err)
 	}
-	return nil
+	return a.startLater(ctx, workers)
 }

@@ -54,6 +54,7 @@ func Register(version string) {
 			TunnelConnects,
 			RegistrationRefusals,
 			InventoriesQuarantined,
+			RegistrationTLSReloads,
 			inventoryCollector{},
 			templateCollector{},
 		)
@@ -133,6 +134,13 @@ var (
 		Namespace: namespace, Name: "inventories_quarantined_total",
 		Help: "Inventories cordoned (quarantined) because their bootstrap plan failed --quarantine-after times.",
 	})
+	// RegistrationTLSReloads counts changes of the registration server's TLS
+	// Secret by result: loaded, invalid (the last good certificate stays),
+	// deleted.
+	RegistrationTLSReloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "registration_tls_reloads_total",
+		Help: "Changes of the registration TLS Secret by result (loaded, invalid: the last good certificate is kept, deleted).",
+	}, []string{"result"})
 
 	inventoriesDesc = prometheus.NewDesc(namespace+"_inventories",
 		"MachineInventories by namespace and state (free, claimed, other), from the operator's cache.",

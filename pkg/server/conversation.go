@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -18,6 +19,8 @@ const legacyVersion = 4
 
 // conversation is one upgraded connection, from authentication to Config.
 type conversation struct {
+	// ctx is the request's: every API call of the conversation derives from it.
+	ctx     context.Context
 	s       *Server
 	conn    *protocol.Conn
 	mr      *elementalv1.MachineRegistration

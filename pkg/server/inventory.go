@@ -43,21 +43,14 @@ func (s *Server) existing(namespace string, id identity) (*elementalv1.MachineIn
 	return nil, nil
 }
 
-// commitTimeout bounds the API calls of one commit.
-const commitTimeout = 5 * time.Second
-
 // commit creates or updates the inventory, ensures its agent credential, and
 // builds the Config reply. Errors are replyErrors: one line, no secrets.
 func (s *Server) commit(c *conversation) (*protocol.Config, error) {
 	unlock := s.locks.Lock(c.id.indexKey())
 	defer unlock()
-	// No API call outlives the conversation's deadline (the host's, see
-	// DefaultConversationTimeout), nor holds the identity's lock longer.
-	deadline := time.Now().Add(commitTimeout)
-	if d := c.conn.Deadline(); !d.IsZero() && d.Before(deadline) {
-		deadline = d
-	}
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	// No API call outlives the host's patience (apiDeadline), nor holds the
+	// identity's lock longer.
+	ctx, cancel := context.WithDeadline(c.ctx, apiDeadline(time.Now(), c.conn.Deadline()))
 	defer cancel()
 	mr := c.mr
 
@@ -143,7 +136,7 @@ func (s *Server) createInventory(ctx context.Context, mr *elementalv1.MachineReg
 	} else {
 		mi.Spec.MachineHash = id.hash
 	}
-	created, err := s.miClient.Create(mi)
+	created, err := s.miClient.Create(ctx, mi)
 	if apierrors.IsAlreadyExists(err) {
 		return nil, warn, &replyError{fmt.Sprintf("MachineInventory name %s is already used in %s by another machine; make spec.machineName unique (e.g. add ${Random/Hex/6})", name, mr.Namespace)}
 	}
@@ -163,7 +156,7 @@ func (s *Server) uniqueWinner(ctx context.Context, created *elementalv1.MachineI
 	// Inventories of older versions (or replicas not yet upgraded) carry the
 	// unkeyed label: both values are matched.
 	selector := fmt.Sprintf("%s in (%s,%s)", elementalv1.IdentityHashLabel, identityLabel(s.identityKey, id), legacyIdentityLabel(id))
-	list, err := s.miClient.List("", metav1.ListOptions{LabelSelector: selector})
+	list, err := s.miClient.List(ctx, "", metav1.ListOptions{LabelSelector: selector})
 	if err != nil {
 		return nil, err
 	}
@@ -190,9 +183,12 @@ func (s *Server) uniqueWinner(ctx context.Context, created *elementalv1.MachineI
 	// Ours lost: delete it. Nothing was issued for it, but the inventory
 	// controller may already have given it a Role, RoleBinding and plan
 	// Secret, so its finalizer stays to remove them; there is no host to reset.
+	// The clean-up must happen even when the commit's deadline is spent.
+	cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+	defer cancel()
 	patch := []byte(`{"metadata":{"annotations":{"` + elementalv1.SkipResetAnnotation + `":"true"}}}`)
-	_, _ = s.miClient.Patch(created.Namespace, created.Name, types.MergePatchType, patch)
-	_ = s.miClient.Delete(created.Namespace, created.Name, &metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &created.UID}})
+	_, _ = s.miClient.Patch(cleanup, created.Namespace, created.Name, types.MergePatchType, patch)
+	_ = s.miClient.Delete(cleanup, created.Namespace, created.Name, &metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &created.UID}})
 	if winner.Namespace != created.Namespace {
 		return nil, errors.New("machine identity is already registered in another namespace")
 	}
@@ -217,7 +213,7 @@ func (s *Server) updateInventory(ctx context.Context, mi *elementalv1.MachineInv
 	if err != nil {
 		return nil, err
 	}
-	out, err := s.miClient.Patch(mi.Namespace, mi.Name, types.MergePatchType, patch)
+	out, err := s.miClient.Patch(ctx, mi.Namespace, mi.Name, types.MergePatchType, patch)
 	if err != nil {
 		return nil, &replyError{"updating the MachineInventory failed"}
 	}

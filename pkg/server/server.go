@@ -26,6 +26,7 @@ import (
 	"k8s.io/client-go/tools/record"
 
 	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
+	"github.com/elemental-operator/elemental-operator/pkg/crdwatch"
 	"github.com/elemental-operator/elemental-operator/pkg/endpoints"
 	elementalctl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/elemental.cattle.io"
 	elementalv1ctl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/elemental.cattle.io/v1beta1"
@@ -131,13 +132,13 @@ type Server struct {
 	opts          Options
 	registrations elementalv1ctl.MachineRegistrationCache
 	inventories   elementalv1ctl.MachineInventoryCache
-	miClient      elementalv1ctl.MachineInventoryClient
-	settings      settings.Reader
+	miClient      inventoryClient
+	settings      atomic.Pointer[settings.Reader] // once the Setting kind is served
 	k8s           kubernetes.Interface
 	recorder      record.EventRecorder
 	locks         *keyLock
 	inFlight      chan struct{}
-	tls           *tlsMaterial
+	certs         *certSource
 	http          *http.Server
 	listener      net.Listener
 	// identityKey keys the identity-hash label (identitykey.go).
@@ -152,10 +153,14 @@ type Server struct {
 // endpoints is what hosts are given now (Settings are read from the cache).
 func (s *Server) endpoints() endpoints.Endpoints {
 	var directCA string
-	if s.tls != nil {
-		directCA = string(s.tls.caPEM)
+	if s.certs != nil {
+		directCA = string(s.certs.current.Load().caPEM)
 	}
-	return endpoints.Resolve(s.opts.Endpoints, endpoints.FromReader(s.settings), directCA)
+	var r settings.Reader
+	if p := s.settings.Load(); p != nil {
+		r = *p
+	}
+	return endpoints.Resolve(s.opts.Endpoints, endpoints.FromReader(r), directCA)
 }
 
 // Start builds the caches (its own, independent of leader election), waits
@@ -188,11 +193,14 @@ func Start(ctx context.Context, cfg *rest.Config, opts Options) (*Server, error)
 	if err != nil {
 		return nil, err
 	}
+	// The same shared controller as the inventory cache, with contexts.
+	miClient := inventoryClient{scf.ForResourceKind(elementalv1.SchemeGroupVersion.WithResource("machineinventories"),
+		"MachineInventory", true).Client()}
 	s := &Server{
 		opts:          opts,
 		registrations: ef.Elemental().V1beta1().MachineRegistration().Cache(),
 		inventories:   ef.Elemental().V1beta1().MachineInventory().Cache(),
-		miClient:      ef.Elemental().V1beta1().MachineInventory(),
+		miClient:      miClient,
 		k8s:           k8s,
 		locks:         newKeyLock(),
 		inFlight:      make(chan struct{}, opts.MaxInFlight),
@@ -230,16 +238,40 @@ func Start(ctx context.Context, cfg *rest.Config, opts Options) (*Server, error)
 	if err != nil {
 		return nil, fmt.Errorf("discovering Rancher settings: %w", err)
 	}
-	if served {
+	settingsCache := func() (*settings.Reader, start.Starter, error) {
 		mf, err := mgmtctl.NewFactoryFromConfigWithOptions(cfg, fopts)
+		if err != nil {
+			return nil, nil, err
+		}
+		return &settings.Reader{Cache: mf.Management().V3().Setting().Cache()}, mf, nil
+	}
+	if served {
+		r, mf, err := settingsCache()
 		if err != nil {
 			return nil, err
 		}
-		s.settings = settings.Reader{Cache: mf.Management().V3().Setting().Cache()}
+		s.settings.Store(r)
 		starters = append(starters, mf)
 	}
 	if err := start.All(ctx, 1, starters...); err != nil {
 		return nil, fmt.Errorf("starting registration caches: %w", err)
+	}
+	if !served {
+		// Rancher installed later: hosts are given its URLs from then on.
+		if err := crdwatch.WhenServed(ctx, cfg, crdwatch.RancherSettings, func(ctx context.Context) {
+			r, mf, err := settingsCache()
+			if err == nil {
+				err = start.All(ctx, 1, mf)
+			}
+			if err != nil {
+				logrus.WithError(err).Error("registration server: watching Rancher Settings failed")
+				return
+			}
+			s.settings.Store(r)
+			logrus.Info("registration server: Rancher Settings are served now")
+		}); err != nil {
+			return nil, err
+		}
 	}
 
 	broadcaster := record.NewBroadcaster()
@@ -250,14 +282,14 @@ func Start(ctx context.Context, cfg *rest.Config, opts Options) (*Server, error)
 		logrus.WithField("mode", opts.Endpoints.Mode).Info("registration server has no listener of its own: it is served through Rancher's tunnel")
 		return s, nil
 	}
-	if s.tls, err = loadTLS(ctx, k8s, opts, opts.Endpoints.RegistrationURL); err != nil {
+	if s.certs, err = startCerts(ctx, k8s, opts); err != nil {
 		return nil, err
 	}
 	if s.listener, err = net.Listen("tcp", opts.Addr); err != nil {
 		return nil, fmt.Errorf("listening on %s: %w", opts.Addr, err)
 	}
 	s.http = s.NewHTTPServer(s)
-	s.http.TLSConfig = s.tls.config()
+	s.http.TLSConfig = s.certs.config()
 	limited := s.LimitListener(s.listener, s.http.TLSConfig)
 	go func() {
 		if err := s.http.ServeTLS(limited, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -278,10 +310,10 @@ func (s *Server) Addr() string {
 
 // CACert is the PEM CA of the direct listener's certificate; "" without one.
 func (s *Server) CACert() string {
-	if s.tls == nil {
+	if s.certs == nil {
 		return ""
 	}
-	return string(s.tls.caPEM)
+	return string(s.certs.current.Load().caPEM)
 }
 
 // Stop closes the listener and waits briefly for conversations to end.

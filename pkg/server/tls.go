@@ -32,10 +32,22 @@ const GeneratedTLSSecret = "elemental-registration-tls"
 type tlsMaterial struct {
 	cert  tls.Certificate
 	caPEM []byte // what hosts receive as ca-cert; empty if publicly trusted
+	// certPEM and keyPEM are the Secret's bytes, to tell a change from a resync.
+	certPEM, keyPEM []byte
 }
 
-func (m *tlsMaterial) config() *tls.Config {
-	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{m.cert}}
+// materialOf parses a kubernetes.io/tls Secret.
+func materialOf(s *corev1.Secret) (*tlsMaterial, error) {
+	cert, err := tls.X509KeyPair(s.Data[corev1.TLSCertKey], s.Data[corev1.TLSPrivateKeyKey])
+	if err != nil {
+		return nil, err
+	}
+	if cert.Leaf == nil {
+		if cert.Leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
+			return nil, err
+		}
+	}
+	return &tlsMaterial{cert: cert, caPEM: s.Data["ca.crt"], certPEM: s.Data[corev1.TLSCertKey], keyPEM: s.Data[corev1.TLSPrivateKeyKey]}, nil
 }
 
 // caKeyKey holds the generated CA's private key, so a new serving
@@ -53,7 +65,7 @@ func loadTLS(ctx context.Context, k8s kubernetes.Interface, opts Options, baseUR
 	secrets := k8s.CoreV1().Secrets(opts.Namespace)
 	s, err := secrets.Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) && opts.TLSSecret == "" {
-		gen, genErr := generateTLSSecret(opts.Namespace, baseURL, nil)
+		gen, genErr := generateTLSSecret(opts.Namespace, nil, baseURL, nil)
 		if genErr != nil {
 			return nil, genErr
 		}
@@ -69,15 +81,18 @@ func loadTLS(ctx context.Context, k8s kubernetes.Interface, opts Options, baseUR
 			return nil, fmt.Errorf("registration TLS Secret %s/%s: %w", opts.Namespace, name, err)
 		}
 	}
-	cert, err := tls.X509KeyPair(s.Data[corev1.TLSCertKey], s.Data[corev1.TLSPrivateKeyKey])
+	m, err := materialOf(s)
 	if err != nil {
 		return nil, fmt.Errorf("registration TLS Secret %s/%s: %w", opts.Namespace, name, err)
 	}
-	return &tlsMaterial{cert: cert, caPEM: s.Data["ca.crt"]}, nil
+	return m, nil
 }
 
 // reissueForHost signs a new serving certificate with the same CA when the
 // generated one does not cover baseURL's host (the registration URL moved).
+// The hosts the old certificate covered stay in the new one: replicas
+// started with different URLs (a rolling change of --registration-url)
+// converge on one certificate instead of re-issuing it in turn.
 func reissueForHost(ctx context.Context, secrets typedcorev1.SecretInterface, s *corev1.Secret, namespace, baseURL string) (*corev1.Secret, error) {
 	host := hostOf(baseURL)
 	if host == "" || covers(s.Data[corev1.TLSCertKey], host) {
@@ -90,7 +105,7 @@ func reissueForHost(ctx context.Context, secrets typedcorev1.SecretInterface, s 
 			namespace + "/" + GeneratedTLSSecret + " to generate a new CA, then re-issue the hosts' registration configuration")
 		return s, nil
 	}
-	gen, err := generateTLSSecret(namespace, baseURL, ca)
+	gen, err := generateTLSSecret(namespace, previousHosts(s.Data[corev1.TLSCertKey], namespace), baseURL, ca)
 	if err != nil {
 		return nil, err
 	}
@@ -175,9 +190,55 @@ func newCA() (*caPair, error) {
 	return &caPair{cert: ca, key: caKey, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})}, nil
 }
 
-// generateTLSSecret makes a serving certificate for the in-cluster names and
-// baseURL's host, signed by ca (a new CA when nil).
-func generateTLSSecret(namespace, baseURL string, ca *caPair) (*corev1.Secret, error) {
+// maxPreviousHosts bounds the hosts a re-issued certificate carries over.
+const maxPreviousHosts = 16
+
+// previousHosts are the names and addresses a generated certificate covers
+// besides the built-in ones (the registration hosts it was issued for),
+// the most recent maxPreviousHosts of them.
+func previousHosts(certPEM []byte, namespace string) []string {
+	block, _ := pem.Decode(certPEM)
+	if block == nil {
+		return nil
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return nil
+	}
+	builtin := map[string]bool{}
+	for _, n := range builtinNames(namespace) {
+		builtin[n] = true
+	}
+	for _, ip := range builtinIPs() {
+		builtin[ip.String()] = true
+	}
+	var out []string
+	for _, n := range cert.DNSNames {
+		if !builtin[n] {
+			out = append(out, n)
+		}
+	}
+	for _, ip := range cert.IPAddresses {
+		if !builtin[ip.String()] {
+			out = append(out, ip.String())
+		}
+	}
+	if len(out) > maxPreviousHosts {
+		out = out[len(out)-maxPreviousHosts:]
+	}
+	return out
+}
+
+func builtinNames(namespace string) []string {
+	return []string{"localhost", "elemental-operator", "elemental-operator." + namespace,
+		"elemental-operator." + namespace + ".svc", "elemental-operator." + namespace + ".svc.cluster.local"}
+}
+
+func builtinIPs() []net.IP { return []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")} }
+
+// generateTLSSecret makes a serving certificate for the in-cluster names,
+// the previous hosts and baseURL's host, signed by ca (a new CA when nil).
+func generateTLSSecret(namespace string, previous []string, baseURL string, ca *caPair) (*corev1.Secret, error) {
 	if ca == nil {
 		var err error
 		if ca, err = newCA(); err != nil {
@@ -196,11 +257,13 @@ func generateTLSSecret(namespace, baseURL string, ca *caPair) (*corev1.Secret, e
 		NotAfter:     now.AddDate(10, 0, 0),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames: []string{"localhost", "elemental-operator", "elemental-operator." + namespace,
-			"elemental-operator." + namespace + ".svc", "elemental-operator." + namespace + ".svc.cluster.local"},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")},
+		DNSNames:     builtinNames(namespace),
+		IPAddresses:  builtinIPs(),
 	}
-	if host := hostOf(baseURL); host != "" {
+	for _, host := range append(previous, hostOf(baseURL)) {
+		if host == "" {
+			continue
+		}
 		if ip := net.ParseIP(host); ip != nil {
 			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
 		} else {

@@ -72,3 +72,20 @@ func (ca *testCA) serving() (certPEM, keyPEM []byte, err error) {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), nil
 }
+
+// CA is a throwaway CA for tests that bring their own certificates (a
+// registration TLS Secret to rotate, say).
+type CA struct{ *testCA }
+
+// NewCA makes a CA named name.
+func NewCA(name string) (*CA, error) {
+	ca, err := newTestCA(name)
+	if err != nil {
+		return nil, err
+	}
+	return &CA{ca}, nil
+}
+
+// Serving issues a new certificate for 127.0.0.1 and localhost (a new key
+// and serial each time), as PEM.
+func (ca *CA) Serving() (certPEM, keyPEM []byte, err error) { return ca.serving() }

@@ -46,6 +46,9 @@ type Options struct {
 	// NoRancherCRDs leaves Rancher's management.cattle.io kinds out: a cluster
 	// without Rancher.
 	NoRancherCRDs bool
+	// NoCAPICRDs leaves the Cluster API CRDs out (InstallCAPICRDs adds them
+	// later).
+	NoCAPICRDs bool
 }
 
 // rancherCRDs are the minimal management.cattle.io kinds a Rancher cluster
@@ -105,13 +108,17 @@ func Start(opts Options) (*Env, error) {
 		install = append(install, rancher...)
 	}
 
+	var paths []string
+	if !opts.NoCAPICRDs {
+		paths = []string{os.Getenv(capiCRDsEnv)}
+	}
 	env := &envtest.Environment{
 		BinaryAssetsDirectory:    binDir,
 		ControlPlaneStartTimeout: 2 * time.Minute, // a loaded 2-core machine is slow
 		ControlPlaneStopTimeout:  30 * time.Second,
 		CRDInstallOptions: envtest.CRDInstallOptions{
 			CRDs:               install,
-			Paths:              []string{os.Getenv(capiCRDsEnv)},
+			Paths:              paths,
 			ErrorIfPathMissing: true,
 		},
 	}
@@ -140,6 +147,24 @@ func Start(opts Options) (*Env, error) {
 		return nil, err
 	}
 	return &Env{Config: cfg, Client: client, env: env, binDir: binDir}, nil
+}
+
+// InstallCAPICRDs installs the Cluster API CRDs into a running control plane
+// (one started with NoCAPICRDs) and waits until they are served.
+func (e *Env) InstallCAPICRDs() error {
+	_, err := envtest.InstallCRDs(e.Config, envtest.CRDInstallOptions{Paths: []string{os.Getenv(capiCRDsEnv)}, ErrorIfPathMissing: true})
+	return err
+}
+
+// InstallRancherCRDs installs the minimal Rancher kinds into a running
+// control plane (one started with NoRancherCRDs) and waits until they are served.
+func (e *Env) InstallRancherCRDs() error {
+	rancher, err := rancherCRDs()
+	if err != nil {
+		return err
+	}
+	_, err = envtest.InstallCRDs(e.Config, envtest.CRDInstallOptions{CRDs: rancher})
+	return err
 }
 
 // Stop kills etcd and kube-apiserver and removes their data.

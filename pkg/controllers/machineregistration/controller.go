@@ -6,6 +6,7 @@ package machineregistration
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -34,7 +35,7 @@ type Options struct {
 type handler struct {
 	registrations elementalctl.MachineRegistrationController
 	cache         elementalctl.MachineRegistrationCache
-	settings      settings.Reader
+	settings      atomic.Pointer[settings.Reader] // once the Setting kind is served; until then server-url reads empty
 	recorder      record.EventRecorder
 	opts          Options
 }
@@ -52,9 +53,11 @@ func TokenIndexer(mr *elementalv1.MachineRegistration) ([]string, error) {
 }
 
 // Register wires the handlers. Settings are watched only when the Setting
-// kind is served (a cache for a missing CRD would never sync).
+// kind is served (a cache for a missing CRD would never sync); when it is
+// not, Register returns watchSettings, to call once it is.
 func Register(ctx context.Context, registrations elementalctl.MachineRegistrationController,
-	settingsCtl mgmtv3ctl.SettingController, disco discovery.DiscoveryInterface, recorder record.EventRecorder, opts Options) error {
+	settingsCtl mgmtv3ctl.SettingController, disco discovery.DiscoveryInterface, recorder record.EventRecorder,
+	opts Options) (watchSettings func(context.Context), err error) {
 	h := &handler{
 		registrations: registrations,
 		cache:         registrations.Cache(),
@@ -65,16 +68,30 @@ func Register(ctx context.Context, registrations elementalctl.MachineRegistratio
 
 	served, err := settings.Served(disco)
 	if err != nil {
-		return fmt.Errorf("discovering Rancher settings: %w", err)
+		return nil, fmt.Errorf("discovering Rancher settings: %w", err)
 	}
-	if served {
-		h.settings = settings.Reader{Cache: settingsCtl.Cache()}
+	watch := func(ctx context.Context) {
+		h.settings.Store(&settings.Reader{Cache: settingsCtl.Cache()})
 		settingsCtl.OnChange(ctx, "setting-to-machineregistration", h.onSetting)
-	} else {
-		logrus.Info("Rancher Settings are not served: server-url counts as empty")
 	}
 	registrations.OnChange(ctx, "machineregistration", h.OnChange)
-	return nil
+	if served {
+		watch(ctx)
+		return nil, nil
+	}
+	logrus.Info("Rancher Settings are not served: server-url counts as empty")
+	return func(ctx context.Context) {
+		watch(ctx)
+		// Every registration URL may have a base now.
+		h.enqueueAll(func(*elementalv1.MachineRegistration) bool { return true })
+	}, nil
+}
+
+func (h *handler) settingsReader() settings.Reader {
+	if r := h.settings.Load(); r != nil {
+		return *r
+	}
+	return settings.Reader{}
 }
 
 // onSetting re-queues every registration when the base URL may have moved:

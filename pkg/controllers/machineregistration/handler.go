@@ -29,7 +29,7 @@ func (h *handler) OnChange(_ string, mr *elementalv1.MachineRegistration) (*elem
 	if err != nil {
 		return mr, err
 	}
-	ep := endpoints.Resolve(h.opts.Endpoints, endpoints.FromReader(h.settings), "")
+	ep := endpoints.Resolve(h.opts.Endpoints, endpoints.FromReader(h.settingsReader()), "")
 	st, r := desiredStatus(mr, ep.RegistrationBase, ep.RegistrationProblem, token, duplicate)
 	if apiequality.Semantic.DeepEqual(st, mr.Status) {
 		return mr, nil
