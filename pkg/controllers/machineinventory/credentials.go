@@ -97,24 +97,21 @@ func (h *handler) createPlanSecret(ctx context.Context, mi *elementalv1.MachineI
 // every token issued before (pkg/credentials, bound.go). The host gets a new
 // token when it next registers; the registration server makes the same
 // rotation itself should the host come first. Without the annotation, or
-// once the bound Secret records its value, this costs a cache read.
+// once the bound Secret is known to record its value, this costs nothing.
 func (h *handler) rotateCredential(mi *elementalv1.MachineInventory) error {
-	if mi.Annotations[elementalv1.RotateCredentialAnnotation] == "" {
+	want := mi.Annotations[elementalv1.RotateCredentialAnnotation]
+	if want == "" {
 		return nil
 	}
-	cached, err := h.secrets.Cache().Get(mi.Namespace, credentials.BoundSecretName(mi.Name))
-	switch {
-	case apierrors.IsNotFound(err):
-		cached = nil
-	case err != nil:
-		return err
-	}
-	if !credentials.RotationPending(cached, mi) {
+	if done, ok := h.rotations.Load(mi.UID); ok && done == want {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	_, rotated, err := credentials.EnsureBound(ctx, h.k8s, mi, false)
+	if err == nil {
+		h.rotations.Store(mi.UID, want)
+	}
 	if errors.Is(err, credentials.ErrConflict) {
 		h.recorder.Event(mi, corev1.EventTypeWarning, "CredentialConflict", err.Error())
 		h.inventories.EnqueueAfter(mi.Namespace, mi.Name, conflictRetry)

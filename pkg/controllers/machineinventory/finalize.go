@@ -68,6 +68,7 @@ func (h *handler) finalize(mi *elementalv1.MachineInventory) (*elementalv1.Machi
 	h.written.Forget(mi.UID)
 	h.deferred.Forget(mi.UID)
 	h.tampers.Delete(mi.UID)
+	h.rotations.Delete(mi.UID)
 	return h.inventories.Update(mi)
 }
 
