@@ -18,6 +18,9 @@ type Limits struct {
 	ConversationBytes            int64
 	ConversationMessages         int
 	ConversationTimeout          time.Duration
+	// InventoryMaxLabels, InventoryMaxAnnotations, InventoryMaxMetadataBytes
+	// narrow the metadata caps.
+	InventoryMaxLabels, InventoryMaxAnnotations, InventoryMaxMetadataBytes int
 }
 
 // SetLimits narrows the limits until the returned func restores them.
@@ -39,6 +42,15 @@ func (s *Server) SetLimits(l Limits) (restore func()) {
 	if l.ConversationTimeout != 0 {
 		n.conversationTimeout = l.ConversationTimeout
 	}
+	if l.InventoryMaxLabels != 0 {
+		n.meta.labels = l.InventoryMaxLabels
+	}
+	if l.InventoryMaxAnnotations != 0 {
+		n.meta.annotations = l.InventoryMaxAnnotations
+	}
+	if l.InventoryMaxMetadataBytes != 0 {
+		n.meta.bytes = l.InventoryMaxMetadataBytes
+	}
 	s.limits.Store(&n)
 	return func() { s.limits.Store(old) }
 }
@@ -48,4 +60,15 @@ func (s *Server) OpenConnections() int {
 	s.conns.mu.Lock()
 	defer s.conns.mu.Unlock()
 	return s.conns.total
+}
+
+// AdmitAt asks spec.limits whether a new host of mr would be admitted at
+// the given time (from the server's cache), without keeping the reservation.
+func (s *Server) AdmitAt(mr *elementalv1.MachineRegistration, at time.Time) (bool, string) {
+	res, err := s.admit(mr, at)
+	if err != nil {
+		return false, err.Error()
+	}
+	res.done("")
+	return true, ""
 }

@@ -119,7 +119,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	start := time.Now()
 	conn := protocol.NewConn(ws, s.opts.MessageTimeout, start.Add(s.limits.Load().conversationTimeout))
-	c := &conversation{s: s, conn: conn, mr: mr, id: id, remote: r.RemoteAddr, version: legacyVersion}
+	c := &conversation{s: s, store: s, conn: conn, mr: mr, id: id, remote: r.RemoteAddr, version: legacyVersion}
 	c.run()
 }
 

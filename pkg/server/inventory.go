@@ -71,6 +71,11 @@ func (s *Server) commit(c *conversation) (*protocol.Config, error) {
 	}
 	in := hostInput{data: c.data, labels: c.labels, annotations: c.annotations}
 	labels, annotations, warns := buildMetadata(mr, in, existing)
+	// Bounds first: a refused registration writes nothing.
+	res, err := s.bound(mr, c.id, existing, labels, annotations)
+	if err != nil {
+		return nil, err
+	}
 	var mi *elementalv1.MachineInventory
 	if existing != nil {
 		mi, err = s.updateInventory(ctx, existing, labels, annotations)
@@ -80,8 +85,13 @@ func (s *Server) commit(c *conversation) (*protocol.Config, error) {
 		if w != nil {
 			warns = append(warns, *w)
 		}
+		if err != nil {
+			res.done("")
+		} else {
+			res.done(mi.Name)
+		}
 	}
-	for _, w := range warns {
+	for _, w := range boundedWarnings(warns) {
 		s.recorder.Event(mr, corev1.EventTypeWarning, w.reason, w.message)
 	}
 	if err != nil {
