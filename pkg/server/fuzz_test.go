@@ -52,97 +52,109 @@ func FuzzAuthorization(f *testing.F) {
 		f.Add(seed)
 	}
 	if regtpm.Available {
-		// A real attestation (the emulated TPM): the fuzzer mutates a header
-		// that passes, and the whole activation is checked once.
-		att, err := regtpm.Device{Emulated: true, Seed: 4242}.Attest()
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(att.Header)
-		id, err := tpmIdentity(att.Header)
-		if err != nil || id.hash != att.Hash {
-			f.Fatalf("real attestation: %v (hash %s, want %s)", err, id.hash, att.Hash)
-		}
-		var answer bytes.Buffer
-		if err := att.Answer(struct {
-			io.Reader
-			io.Writer
-		}{bytes.NewReader(id.challenge), &answer}); err != nil {
-			f.Fatal(err)
-		}
-		if !verifyAnswer(id, answer.Bytes()) {
-			f.Fatal("the real answer to the challenge is refused")
-		}
+		f.Add(realAttestation(f))
 	}
 	f.Fuzz(func(t *testing.T, header string) {
-		checkRefusal := func(err error) {
-			var ae *authError
-			if !errors.As(err, &ae) {
-				t.Fatalf("not a refusal: %T %v", err, err)
-			}
-			if len(ae.msg) > maxAuthMessage || strings.ContainsAny(ae.msg, "\r\n") || ae.msg == "" {
-				t.Fatalf("refusal of %d bytes, not one line: %q", len(ae.msg), ae.msg)
-			}
-		}
 		method, err := authMethod(header)
 		switch {
 		case strings.HasPrefix(header, tpmPrefix):
 			if err != nil || method != "tpm" {
 				t.Fatalf("TPM header: %q %v", method, err)
 			}
+			checkTPM(t, header)
 		case strings.HasPrefix(header, plainPrefix):
 			if err != nil || method != "plain" {
 				t.Fatalf("PLAIN header: %q %v", method, err)
 			}
+			checkPlain(t, header)
 		default:
 			if err == nil {
 				t.Fatalf("accepted method %q", method)
 			}
-			checkRefusal(err)
-			return
-		}
-		if method == "plain" {
-			raw := strings.TrimPrefix(header, plainPrefix)
-			valid := raw != "" && len(raw) <= maxPlainID
-			for i := 0; i < len(raw); i++ {
-				valid = valid && raw[i] >= 0x20 && raw[i] <= 0x7e
-			}
-			id, err := plainIdentity(header)
-			if !valid {
-				if err == nil {
-					t.Fatalf("invalid id %q accepted", raw)
-				}
-				checkRefusal(err)
-				return
-			}
-			sum := sha256.Sum256([]byte(raw))
-			if err != nil || id.tpm || id.hash != hex.EncodeToString(sum[:]) || id.indexKey() != "plain/"+id.hash {
-				t.Fatalf("id %q: %+v %v", raw, id, err)
-			}
-			return
-		}
-		id, err := tpmIdentity(header)
-		if err != nil {
-			checkRefusal(err)
-			return
-		}
-		if !id.tpm || len(id.hash) != 64 || strings.Trim(id.hash, "0123456789abcdef") != "" || id.indexKey() != "tpm/"+id.hash {
-			t.Fatalf("TPM identity %+v", id)
-		}
-		// The challenge fits the real client's first 512-byte read and
-		// carries a credential; only the exact secret answers it.
-		var ch challenge
-		if len(id.challenge) > 2048 || json.Unmarshal(id.challenge, &ch) != nil || ch.EC == nil || len(id.secret) == 0 {
-			t.Fatalf("challenge %q", id.challenge)
-		}
-		good, _ := json.Marshal(challengeAnswer{Secret: id.secret})
-		wrong := append([]byte{}, id.secret...)
-		wrong[0] ^= 1
-		bad, _ := json.Marshal(challengeAnswer{Secret: wrong})
-		if !verifyAnswer(id, good) || verifyAnswer(id, bad) || verifyAnswer(id, []byte(header)) || verifyAnswer(id, nil) {
-			t.Fatal("challenge answers judged wrongly")
+			checkRefusal(t, err)
 		}
 	})
+}
+
+// realAttestation is a header of the emulated TPM, whose whole credential
+// activation is checked once: the fuzzer mutates a header that passes.
+func realAttestation(f *testing.F) string {
+	att, err := regtpm.Device{Emulated: true, Seed: 4242}.Attest()
+	if err != nil {
+		f.Fatal(err)
+	}
+	id, err := tpmIdentity(att.Header)
+	if err != nil || id.hash != att.Hash {
+		f.Fatalf("real attestation: %v (hash %s, want %s)", err, id.hash, att.Hash)
+	}
+	var answer bytes.Buffer
+	if err := att.Answer(struct {
+		io.Reader
+		io.Writer
+	}{bytes.NewReader(id.challenge), &answer}); err != nil {
+		f.Fatal(err)
+	}
+	if !verifyAnswer(id, answer.Bytes()) {
+		f.Fatal("the real answer to the challenge is refused")
+	}
+	return att.Header
+}
+
+// checkRefusal: a refusal before the upgrade is one bounded line.
+func checkRefusal(t *testing.T, err error) {
+	var ae *authError
+	if !errors.As(err, &ae) {
+		t.Fatalf("not a refusal: %T %v", err, err)
+	}
+	if len(ae.msg) > maxAuthMessage || strings.ContainsAny(ae.msg, "\r\n") || ae.msg == "" {
+		t.Fatalf("refusal of %d bytes, not one line: %q", len(ae.msg), ae.msg)
+	}
+}
+
+// checkPlain: a PLAIN id is accepted exactly when it is 1 to 255 printable
+// ASCII bytes, and its hash is their sha256.
+func checkPlain(t *testing.T, header string) {
+	raw := strings.TrimPrefix(header, plainPrefix)
+	valid := raw != "" && len(raw) <= maxPlainID
+	for i := 0; i < len(raw); i++ {
+		valid = valid && raw[i] >= 0x20 && raw[i] <= 0x7e
+	}
+	id, err := plainIdentity(header)
+	if !valid {
+		if err == nil {
+			t.Fatalf("invalid id %q accepted", raw)
+		}
+		checkRefusal(t, err)
+		return
+	}
+	sum := sha256.Sum256([]byte(raw))
+	if err != nil || id.tpm || id.hash != hex.EncodeToString(sum[:]) || id.indexKey() != "plain/"+id.hash {
+		t.Fatalf("id %q: %+v %v", raw, id, err)
+	}
+}
+
+// checkTPM: an accepted TPM header gives a 64-hex identity and a challenge
+// that fits the real client's first read and only the exact secret answers.
+func checkTPM(t *testing.T, header string) {
+	id, err := tpmIdentity(header)
+	if err != nil {
+		checkRefusal(t, err)
+		return
+	}
+	if !id.tpm || len(id.hash) != 64 || strings.Trim(id.hash, "0123456789abcdef") != "" || id.indexKey() != "tpm/"+id.hash {
+		t.Fatalf("TPM identity %+v", id)
+	}
+	var ch challenge
+	if len(id.challenge) > 2048 || json.Unmarshal(id.challenge, &ch) != nil || ch.EC == nil || len(id.secret) == 0 {
+		t.Fatalf("challenge %q", id.challenge)
+	}
+	good, _ := json.Marshal(challengeAnswer{Secret: id.secret})
+	wrong := append([]byte{}, id.secret...)
+	wrong[0] ^= 1
+	bad, _ := json.Marshal(challengeAnswer{Secret: wrong})
+	if !verifyAnswer(id, good) || verifyAnswer(id, bad) || verifyAnswer(id, []byte(header)) || verifyAnswer(id, nil) {
+		t.Fatal("challenge answers judged wrongly")
+	}
 }
 
 // FuzzBuildMetadata: labels and annotations from any host input and any
@@ -176,7 +188,6 @@ func FuzzBuildMetadata(f *testing.F) {
 		}
 		mr := &elementalv1.MachineRegistration{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "mr"}}
 		mr.Spec.LabelPrefix, mr.Spec.MachineInventoryLabels, mr.Spec.MachineInventoryAnnotations = prefix, lt, at
-		p := labelPrefix(mr)
 		labels, anns, warns := buildMetadata(mr, in, nil)
 
 		if len(labels) > len(in.labels)+len(lt) || len(anns) > len(in.annotations)+len(at)+1 {
@@ -185,29 +196,7 @@ func FuzzBuildMetadata(f *testing.F) {
 		if len(warns) > len(in.labels)+len(in.annotations)+len(lt)+len(at) {
 			t.Fatalf("%d warnings", len(warns))
 		}
-		fromClient := func(key string, client map[string]string) bool {
-			k, ok := strings.CutPrefix(key, p)
-			_, sent := client[k]
-			return ok && sent
-		}
-		for k, v := range labels {
-			if !templates.ValidLabelKey(k) || !templates.ValidLabelValue(v) {
-				t.Fatalf("invalid label %q=%q", k, v)
-			}
-			_, tmpl := lt[k]
-			if !tmpl && (!fromClient(k, in.labels) || elementalv1.ReservedKeys[k]) {
-				t.Fatalf("label %q neither a template's nor a client's allowed key", k)
-			}
-		}
-		for k, v := range anns {
-			if !templates.ValidLabelKey(k) || len(v) > templates.MaxAnnotationValue || strings.ContainsAny(v, "\r\n") {
-				t.Fatalf("invalid annotation %q (%d bytes)", k, len(v))
-			}
-			_, tmpl := at[k]
-			if !tmpl && k != elementalv1.OSUnmanagedAnnotation && (!fromClient(k, in.annotations) || elementalv1.ReservedKeys[k]) {
-				t.Fatalf("annotation %q neither a template's nor a client's allowed key", k)
-			}
-		}
+		checkMetadataKeys(t, labelPrefix(mr), in, lt, at, labels, anns)
 		for _, w := range boundedWarnings(warns) {
 			if len(w.message) > maxWarningMessage+len("…") {
 				t.Fatalf("warning of %d bytes", len(w.message))
@@ -235,6 +224,32 @@ func FuzzBuildMetadata(f *testing.F) {
 			t.Fatalf("re-registration refused: %v", e)
 		}
 	})
+}
+
+// checkMetadataKeys: every label and annotation is valid and comes from a
+// template or from a client key the host may set (with the prefix p).
+func checkMetadataKeys(t *testing.T, p string, in hostInput, lt, at, labels, anns map[string]string) {
+	fromClient := func(key string, client map[string]string) bool {
+		k, ok := strings.CutPrefix(key, p)
+		_, sent := client[k]
+		return ok && sent && !elementalv1.ReservedKeys[key]
+	}
+	for k, v := range labels {
+		if !templates.ValidLabelKey(k) || !templates.ValidLabelValue(v) {
+			t.Fatalf("invalid label %q=%q", k, v)
+		}
+		if _, tmpl := lt[k]; !tmpl && !fromClient(k, in.labels) {
+			t.Fatalf("label %q neither a template's nor a client's allowed key", k)
+		}
+	}
+	for k, v := range anns {
+		if !templates.ValidLabelKey(k) || len(v) > templates.MaxAnnotationValue || strings.ContainsAny(v, "\r\n") {
+			t.Fatalf("invalid annotation %q (%d bytes)", k, len(v))
+		}
+		if _, tmpl := at[k]; !tmpl && k != elementalv1.OSUnmanagedAnnotation && !fromClient(k, in.annotations) {
+			t.Fatalf("annotation %q neither a template's nor a client's allowed key", k)
+		}
+	}
 }
 
 // FuzzConversation drives the conversation state machine with any sequence
@@ -470,6 +485,7 @@ func model(msgs [][]byte, id identity, known, commitFails bool, lim *limits) out
 // (duplicates too), up to the first syntax error or one past limit.
 func keysAsRead(b []byte, limit int) int {
 	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber() // any number is a value, as in a decoder that skips it
 	depth, n, expectKey := 0, 0, true
 	for n <= limit {
 		tok, err := dec.Token()

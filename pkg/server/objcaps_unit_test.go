@@ -69,7 +69,7 @@ func TestTopLevelKeys(t *testing.T) {
 	}{
 		{`{}`, 5, 0},
 		{`{"a":"b","c":"d"}` + "\n", 5, 2},
-		{`{"a":{"x":1,"y":[1,2]},"b":"c"}`, 5, 2}, // nested keys do not count
+		{`{"a":{"x":1,"y":[1,2]},"b":"c"}`, 5, 2},   // nested keys do not count
 		{`{"a":"1","b":"2","c":"3","d":"4"}`, 2, 3}, // stops past the limit
 		{`not json`, 5, 0},
 		{`["a","b"]`, 5, 0},
