@@ -53,6 +53,12 @@ type Config struct {
 	// RegistrationMaxBytes is what one host may send in one registration.
 	RegistrationMaxBytes int64
 	AgentTokenTTL        time.Duration
+	// InventoryMaxLabels, InventoryMaxAnnotations and
+	// InventoryMaxMetadataBytes cap what one registration may make an
+	// inventory's metadata; negative: no limit.
+	InventoryMaxLabels        int
+	InventoryMaxAnnotations   int
+	InventoryMaxMetadataBytes int
 
 	LeaseDuration time.Duration
 	RenewDeadline time.Duration
@@ -79,6 +85,9 @@ func DefaultConfig() Config {
 		RegistrationMaxConnections: server.DefaultMaxConnections,
 		RegistrationMaxPerSource:   server.DefaultMaxPerSource,
 		RegistrationMaxBytes:       server.DefaultConversationBytes,
+		InventoryMaxLabels:         server.DefaultInventoryMaxLabels,
+		InventoryMaxAnnotations:    server.DefaultInventoryMaxAnnotations,
+		InventoryMaxMetadataBytes:  server.DefaultInventoryMaxMetadataBytes,
 		AgentTokenTTL:              87600 * time.Hour,
 		LeaseDuration:              15 * time.Second,
 		RenewDeadline:              10 * time.Second,
@@ -111,6 +120,9 @@ func (c *Config) BindFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.RegistrationMaxConnections, "registration-max-connections", c.RegistrationMaxConnections, "open registration connections (direct listener and tunnel together) before answering 503; negative: no limit [$"+EnvName("registration-max-connections")+"]")
 	fs.IntVar(&c.RegistrationMaxPerSource, "registration-max-per-source", c.RegistrationMaxPerSource, "open connections (direct) and concurrent requests (any path) from one source address before answering 429; negative: no limit [$"+EnvName("registration-max-per-source")+"]")
 	fs.Int64Var(&c.RegistrationMaxBytes, "registration-max-bytes", c.RegistrationMaxBytes, "bytes one host may send in one registration conversation [$"+EnvName("registration-max-bytes")+"]")
+	fs.IntVar(&c.InventoryMaxLabels, "inventory-max-labels", c.InventoryMaxLabels, "labels a host may send, and a registration may give its MachineInventory; more are refused; negative: no limit [$"+EnvName("inventory-max-labels")+"]")
+	fs.IntVar(&c.InventoryMaxAnnotations, "inventory-max-annotations", c.InventoryMaxAnnotations, "annotations a host may send, and a registration may give its MachineInventory; more are refused; negative: no limit [$"+EnvName("inventory-max-annotations")+"]")
+	fs.IntVar(&c.InventoryMaxMetadataBytes, "inventory-max-metadata-bytes", c.InventoryMaxMetadataBytes, "bytes of label and annotation keys and values a registration may give its MachineInventory; more are refused; negative: no limit [$"+EnvName("inventory-max-metadata-bytes")+"]")
 	dur(&c.AgentTokenTTL, "agent-token-ttl", "requested lifetime of per-inventory agent tokens (hosts cannot refresh them)")
 	str(&c.RegistrationMode, "registration-mode", "how hosts reach registration: rancher (through Rancher's URL, APIService tunnel), direct (our own HTTPS listener), both, or auto (rancher when Rancher's APIService kind is served)")
 	str(&c.APIServiceSecret, "apiservice-secret", "Secret in --namespace that Rancher fills for our APIService (rancher mode)")
@@ -159,6 +171,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RegistrationMaxConnections == 0 || c.RegistrationMaxPerSource == 0 {
 		return fmt.Errorf("--registration-max-connections and --registration-max-per-source must not be 0 (negative: no limit)")
+	}
+	if c.InventoryMaxLabels == 0 || c.InventoryMaxAnnotations == 0 || c.InventoryMaxMetadataBytes == 0 {
+		return fmt.Errorf("--inventory-max-labels, --inventory-max-annotations and --inventory-max-metadata-bytes must not be 0 (negative: no limit)")
 	}
 	if c.RegistrationMaxBytes < 1 {
 		return fmt.Errorf("--registration-max-bytes must be positive, got %d", c.RegistrationMaxBytes)

@@ -66,6 +66,11 @@ func TestValidate(t *testing.T) {
 	assert.NoError(t, cfg.Validate(), "lease timings only matter with leader election")
 	cfg.Namespace = ""
 	assert.Error(t, cfg.Validate())
+	cfg = DefaultConfig()
+	cfg.InventoryMaxMetadataBytes = 0
+	assert.Error(t, cfg.Validate(), "0 is neither a limit nor no limit")
+	cfg.InventoryMaxMetadataBytes = -1
+	assert.NoError(t, cfg.Validate(), "negative: no limit")
 }
 
 func TestValidateRegistrationMode(t *testing.T) {

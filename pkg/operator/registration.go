@@ -59,6 +59,10 @@ func startRegistration(ctx context.Context, cfg Config, restCfg *rest.Config, k8
 		MaxConnections:    cfg.RegistrationMaxConnections,
 		MaxPerSource:      cfg.RegistrationMaxPerSource,
 		ConversationBytes: cfg.RegistrationMaxBytes,
+
+		InventoryMaxLabels:        cfg.InventoryMaxLabels,
+		InventoryMaxAnnotations:   cfg.InventoryMaxAnnotations,
+		InventoryMaxMetadataBytes: cfg.InventoryMaxMetadataBytes,
 	}
 	reg, err := server.Start(ctx, restCfg, opts)
 	if err != nil {

@@ -17,12 +17,33 @@ import (
 // legacyVersion is assumed when the client does not send Version first.
 const legacyVersion = 4
 
+// frameConn is what a conversation speaks through (*protocol.Conn over the
+// upgraded WebSocket; FuzzConversation drives it with in-memory frames).
+type frameConn interface {
+	ReadLimited(limit int64) (protocol.MessageType, []byte, error)
+	ReadRaw() ([]byte, error)
+	Write(t protocol.MessageType, payload []byte) error
+	WriteRaw(b []byte) error
+	CloseWith(code int, reason string)
+	Close() error
+	Deadline() time.Time
+	Grace(d time.Duration)
+}
+
+// store is what a conversation needs from the API server (the Server; an
+// in-memory one in FuzzConversation).
+type store interface {
+	existing(namespace string, id identity) (*elementalv1.MachineInventory, error)
+	commit(c *conversation) (*protocol.Config, error)
+}
+
 // conversation is one upgraded connection, from authentication to Config.
 type conversation struct {
 	// ctx is the request's: every API call of the conversation derives from it.
 	ctx     context.Context
 	s       *Server
-	conn    *protocol.Conn
+	store   store
+	conn    frameConn
 	mr      *elementalv1.MachineRegistration
 	id      identity
 	remote  string
@@ -101,7 +122,10 @@ func (c *conversation) run() {
 		done, err := c.handle(typ, payload)
 		if err != nil {
 			var re *replyError
-			if errors.As(err, &re) {
+			var bound *refusalError
+			if errors.As(err, &bound) {
+				c.refuse(bound)
+			} else if errors.As(err, &re) {
 				c.fail(re.msg)
 			} else {
 				c.protocolError(err.Error())
@@ -165,12 +189,18 @@ func (c *conversation) handle(typ protocol.MessageType, payload []byte) (done bo
 			return false, err
 		}
 	case protocol.MsgLabels:
+		if e := c.s.limits.Load().meta.sent("labels", payload, len(c.labels)); e != nil {
+			return false, e
+		}
 		m, err := protocol.DecodeStringMap(payload)
 		if err != nil {
 			return false, err
 		}
 		c.labels = mergeStrings(c.labels, m)
 	case protocol.MsgAnnotations:
+		if e := c.s.limits.Load().meta.sent("annotations", payload, len(c.annotations)); e != nil {
+			return false, e
+		}
 		m, err := protocol.DecodeStringMap(payload)
 		if err != nil {
 			return false, err
@@ -181,7 +211,7 @@ func (c *conversation) handle(typ protocol.MessageType, payload []byte) (done bo
 			return false, errors.New("update sent twice")
 		}
 		c.update = true
-		mi, err := c.s.existing(c.mr.Namespace, c.id)
+		mi, err := c.store.existing(c.mr.Namespace, c.id)
 		if err != nil {
 			return false, &replyError{err.Error()}
 		}
@@ -209,7 +239,7 @@ func mergeStrings(dst, src map[string]string) map[string]string {
 // get commits the inventory and answers Config: the host's Get ends the
 // conversation (see docs/contracts.md, elemental-register).
 func (c *conversation) get() error {
-	cfg, err := c.s.commit(c)
+	cfg, err := c.store.commit(c)
 	if err != nil {
 		return err
 	}
@@ -236,6 +266,13 @@ func (c *conversation) overLimit(reason, msg string) {
 	c.protocolError(msg)
 }
 
+// refuse ends a registration refused by a bound (metadata caps,
+// spec.limits) the way fail does, with the refusal's own metric and Event.
+func (c *conversation) refuse(e *refusalError) {
+	c.s.refusedRegistration(c.mr, c.remote, e)
+	c.reply(e.msg)
+}
+
 // protocolError: Error + Close 1008 for v ≥ 8, else Close 1008 with the reason.
 func (c *conversation) protocolError(msg string) {
 	c.s.failed(c.mr, c.remote, "protocol error: "+msg)
@@ -248,6 +285,11 @@ func (c *conversation) protocolError(msg string) {
 // fail reports a failure the host can act on: Error for v ≥ 8, else Close 1011.
 func (c *conversation) fail(msg string) {
 	c.s.failed(c.mr, c.remote, msg)
+	c.reply(msg)
+}
+
+// reply tells the host why it failed: Error for v ≥ 8, else Close 1011.
+func (c *conversation) reply(msg string) {
 	if c.version >= 8 {
 		_ = c.conn.Write(protocol.MsgError, protocol.EncodeError(msg))
 		c.conn.CloseWith(websocket.CloseNormalClosure, "")

@@ -18,6 +18,9 @@ type Limits struct {
 	ConversationBytes            int64
 	ConversationMessages         int
 	ConversationTimeout          time.Duration
+	// InventoryMaxLabels, InventoryMaxAnnotations, InventoryMaxMetadataBytes
+	// narrow the metadata caps.
+	InventoryMaxLabels, InventoryMaxAnnotations, InventoryMaxMetadataBytes int
 }
 
 // SetLimits narrows the limits until the returned func restores them.
@@ -39,6 +42,15 @@ func (s *Server) SetLimits(l Limits) (restore func()) {
 	if l.ConversationTimeout != 0 {
 		n.conversationTimeout = l.ConversationTimeout
 	}
+	if l.InventoryMaxLabels != 0 {
+		n.meta.labels = l.InventoryMaxLabels
+	}
+	if l.InventoryMaxAnnotations != 0 {
+		n.meta.annotations = l.InventoryMaxAnnotations
+	}
+	if l.InventoryMaxMetadataBytes != 0 {
+		n.meta.bytes = l.InventoryMaxMetadataBytes
+	}
 	s.limits.Store(&n)
 	return func() { s.limits.Store(old) }
 }
@@ -57,3 +69,13 @@ func IdentityLabel(key []byte, tpm bool, hash string) string {
 
 // LoadIdentityKey reads or creates the installation's identity key.
 var LoadIdentityKey = loadIdentityKey
+// AdmitAt asks spec.limits whether a new host of mr would be admitted at
+// the given time (from the server's cache), without keeping the reservation.
+func (s *Server) AdmitAt(mr *elementalv1.MachineRegistration, at time.Time) (bool, string) {
+	res, err := s.admit(mr, at)
+	if err != nil {
+		return false, err.Error()
+	}
+	res.done("")
+	return true, ""
+}

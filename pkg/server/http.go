@@ -119,7 +119,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	start := time.Now()
 	conn := protocol.NewConn(ws, s.opts.MessageTimeout, start.Add(s.limits.Load().conversationTimeout))
-	c := &conversation{ctx: r.Context(), s: s, conn: conn, mr: mr, id: id, remote: r.RemoteAddr, version: legacyVersion}
+	c := &conversation{ctx: r.Context(), s: s, store: s, conn: conn, mr: mr, id: id, remote: r.RemoteAddr, version: legacyVersion}
 	c.run()
 }
 

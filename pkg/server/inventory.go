@@ -68,6 +68,11 @@ func (s *Server) commit(c *conversation) (*protocol.Config, error) {
 	// from the unkeyed value older versions wrote (a merge patch, as below).
 	labels[elementalv1.IdentityHashLabel] = identityLabel(s.identityKey, c.id)
 	s.approvalAnnotations(ctx, mr, c, existing, annotations)
+	// Bounds first: a refused registration writes nothing.
+	res, err := s.bound(mr, existing, labels, annotations)
+	if err != nil {
+		return nil, err
+	}
 	var mi *elementalv1.MachineInventory
 	if existing != nil {
 		mi, err = s.updateInventory(ctx, existing, labels, annotations)
@@ -77,8 +82,13 @@ func (s *Server) commit(c *conversation) (*protocol.Config, error) {
 		if w != nil {
 			warns = append(warns, *w)
 		}
+		if err != nil {
+			res.done("")
+		} else {
+			res.done(mi.Name)
+		}
 	}
-	for _, w := range warns {
+	for _, w := range boundedWarnings(warns) {
 		s.recorder.Event(mr, corev1.EventTypeWarning, w.reason, w.message)
 	}
 	if err != nil {

@@ -48,6 +48,7 @@ type limits struct {
 	conversationBytes            int64
 	conversationMessages         int
 	conversationTimeout          time.Duration
+	meta                         metaCaps
 }
 
 // tally counts holders, in total and per source address.

@@ -74,6 +74,10 @@ type Options struct {
 	// IdleTimeout closes idle keep-alive connections; ReadTimeout bounds
 	// reading a plain request.
 	IdleTimeout, ReadTimeout time.Duration
+	// InventoryMaxLabels, InventoryMaxAnnotations and
+	// InventoryMaxMetadataBytes cap what one registration may make an
+	// inventory's labels and annotations (0: the default; negative: none).
+	InventoryMaxLabels, InventoryMaxAnnotations, InventoryMaxMetadataBytes int
 }
 
 // Default limits (README "Configuration").
@@ -125,6 +129,15 @@ func (o *Options) defaults() {
 	if o.ReadTimeout <= 0 {
 		o.ReadTimeout = DefaultReadTimeout
 	}
+	if o.InventoryMaxLabels == 0 {
+		o.InventoryMaxLabels = DefaultInventoryMaxLabels
+	}
+	if o.InventoryMaxAnnotations == 0 {
+		o.InventoryMaxAnnotations = DefaultInventoryMaxAnnotations
+	}
+	if o.InventoryMaxMetadataBytes == 0 {
+		o.InventoryMaxMetadataBytes = DefaultInventoryMaxMetadataBytes
+	}
 }
 
 // Server is a running registration server.
@@ -148,6 +161,10 @@ type Server struct {
 	limits  atomic.Pointer[limits]
 	conns   tally
 	sources tally
+	// quota admits new inventories under spec.limits; refusalEvents
+	// rate-limits the Events of refusals by a bound.
+	quota         quota
+	refusalEvents eventGate
 }
 
 // endpoints is what hosts are given now (Settings are read from the cache).
@@ -215,7 +232,8 @@ func Start(ctx context.Context, cfg *rest.Config, opts Options) (*Server, error)
 	}
 	s.limits.Store(&limits{maxConnections: opts.MaxConnections, maxPerSource: opts.MaxPerSource,
 		conversationBytes: opts.ConversationBytes, conversationMessages: opts.ConversationMessages,
-		conversationTimeout: opts.ConversationTimeout})
+		conversationTimeout: opts.ConversationTimeout,
+		meta:                metaCaps{labels: opts.InventoryMaxLabels, annotations: opts.InventoryMaxAnnotations, bytes: opts.InventoryMaxMetadataBytes}})
 	s.registrations.AddIndexer(tokenIndex, func(mr *elementalv1.MachineRegistration) ([]string, error) {
 		if mr.Status.RegistrationToken == "" {
 			return nil, nil
@@ -232,6 +250,7 @@ func Start(ctx context.Context, cfg *rest.Config, opts Options) (*Server, error)
 		}
 		return keys, nil
 	})
+	s.inventories.AddIndexer(registrationIndex, inventoryRegistration)
 	starters := []start.Starter{ef}
 	// Without Rancher there is no Setting kind: its cache would never sync.
 	served, err := settings.Served(k8s.Discovery())

@@ -80,6 +80,36 @@ type MachineRegistrationSpec struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
 	PreApprovedIdentitiesSecretName string `json:"preApprovedIdentitiesSecretName,omitempty"`
+	// Limits (Extension) bound the MachineInventories that new hosts create
+	// through this registration. Unset: no limit (upstream behaviour). A host
+	// that already has its inventory is never refused by them.
+	// +optional
+	Limits *RegistrationLimits `json:"limits,omitempty"`
+}
+
+// RegistrationLimits (Extension) bound the MachineInventories new hosts
+// create through one MachineRegistration. A refused host gets an Error
+// naming the limit and creates nothing (no inventory, ServiceAccount or
+// Secret); the MachineRegistration gets a RegistrationRefused Warning Event
+// (at most one per limit a minute).
+type RegistrationLimits struct {
+	// MaxInventories caps this registration's MachineInventories: those in
+	// its namespace annotated elemental.cattle.io/machine-registration with
+	// its name and not being deleted. A new host beyond it is refused; 0
+	// admits no new host. Unset: no limit.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	MaxInventories *int32 `json:"maxInventories,omitempty"`
+	// NewInventoriesPerMinute caps the MachineInventories created through
+	// this registration in any 60 seconds (by their creationTimestamp). Each
+	// replica counts the inventories its cache has seen plus its own
+	// creations not seen yet, so replicas that admit hosts within the same
+	// moment (before their watches deliver each other's creations, usually
+	// well under a second) can together exceed it by that much. Unset: no
+	// limit.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	NewInventoriesPerMinute *int32 `json:"newInventoriesPerMinute,omitempty"`
 }
 
 type MachineRegistrationStatus struct {
