@@ -69,6 +69,7 @@ func IdentityLabel(key []byte, tpm bool, hash string) string {
 
 // LoadIdentityKey reads or creates the installation's identity key.
 var LoadIdentityKey = loadIdentityKey
+
 // AdmitAt asks spec.limits whether a new host of mr would be admitted at
 // the given time (from the server's cache), without keeping the reservation.
 func (s *Server) AdmitAt(mr *elementalv1.MachineRegistration, at time.Time) (bool, string) {
