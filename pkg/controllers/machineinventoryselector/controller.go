@@ -68,11 +68,12 @@ func Register(ctx context.Context, selectors elementalctl.MachineInventorySelect
 		deferred:    stale.NewWindow(transientDelay),
 		planned:     &plannedPlans{m: map[types.UID]plannedPlan{}},
 	}
-	h.alloc = newAllocator(inventories, selectors.Cache())
+	h.alloc = newAllocator(inventories, inventories.Cache(), selectors.Cache())
 	h.alloc.paused = h.paused
 	h.alloc.onJudged = func(mis *elementalv1.MachineInventorySelector) {
 		selectors.EnqueueAfter(mis.Namespace, mis.Name, 0)
 	}
+	h.alloc.onClaimed = h.alloc.onJudged
 
 	inventories.Cache().AddIndexer(ByOwnerSelectorUID, indexOwnerSelectorUID)
 	inventories.Cache().AddIndexer(FreeByNamespace, indexFree)
@@ -159,6 +160,8 @@ func (h *handler) onPlanSecret(_ string, s *corev1.Secret) (*corev1.Secret, erro
 	}
 	if c, ok := inventory.ClaimOf(mi); ok {
 		h.selectors.EnqueueAfter(mi.Namespace, c.Selector, 0)
+	} else if name, ok := h.alloc.pendingSelector(s.Namespace + "/" + s.Name); ok {
+		h.selectors.EnqueueAfter(s.Namespace, name, 0) // our claim, not in the cache yet
 	}
 	return s, nil
 }
@@ -194,19 +197,22 @@ type plannedPlans struct {
 	m  map[types.UID]plannedPlan
 }
 
-type plannedPlan struct{ inventory, checksum string }
+type plannedPlan struct{ inventory, checksum, secretRV string }
 
-func (p *plannedPlans) get(uid types.UID, inventory string) (string, bool) {
+// get returns the checksum of the plan written for uid on inventory, and the
+// plan Secret's resourceVersion before that write: while the cache still
+// shows it, the cache is behind our write, not the Secret.
+func (p *plannedPlans) get(uid types.UID, inventory string) (string, string, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	pp, ok := p.m[uid]
-	return pp.checksum, ok && pp.inventory == inventory
+	return pp.checksum, pp.secretRV, ok && pp.inventory == inventory
 }
 
-func (p *plannedPlans) set(uid types.UID, inventory, checksum string) {
+func (p *plannedPlans) set(uid types.UID, inventory, checksum, secretRV string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.m[uid] = plannedPlan{inventory: inventory, checksum: checksum}
+	p.m[uid] = plannedPlan{inventory: inventory, checksum: checksum, secretRV: secretRV}
 }
 
 func (p *plannedPlans) forget(uid types.UID) {
