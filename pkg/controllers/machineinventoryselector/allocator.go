@@ -47,6 +47,10 @@ type allocator struct {
 	// cache never hands a selector a second inventory or an inventory twice.
 	pending      map[types.UID]pendingClaim
 	pendingByInv map[string]types.UID
+	// finalized holds, by selector UID, the resourceVersion a selector had
+	// before our confirmed finalizer write: while the cache still shows it,
+	// the selector may be claimed for (the finalizer precedes every claim).
+	finalized map[types.UID]string
 	// verdicts holds, per selector UID, why the last pass that considered it
 	// left it waiting. A selector without a verdict is still in the
 	// allocator's hands: a pass will claim for it or judge it.
@@ -90,6 +94,7 @@ func newAllocator(writer claimWriter, invCache elementalctl.MachineInventoryCach
 		onClaimed:    func(*elementalv1.MachineInventorySelector) {},
 		pending:      map[types.UID]pendingClaim{},
 		pendingByInv: map[string]types.UID{},
+		finalized:    map[types.UID]string{},
 		verdicts:     map[types.UID]Verdict{},
 	}
 }
@@ -244,6 +249,29 @@ func (a *allocator) forget(uid types.UID) {
 		delete(a.pending, uid)
 	}
 	delete(a.verdicts, uid)
+	delete(a.finalized, uid)
+}
+
+// finalizerWritten records our confirmed finalizer write on a selector whose
+// cached copy (mis, before the write) does not show it yet, so the next pass
+// can claim for it without waiting for the watch.
+func (a *allocator) finalizerWritten(mis *elementalv1.MachineInventorySelector) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.finalized[mis.UID] = mis.ResourceVersion
+}
+
+// hasFinalizer: the cached selector has our finalizer, or our write of it is
+// confirmed and the cache is behind it.
+func (a *allocator) hasFinalizer(mis *elementalv1.MachineInventorySelector) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	rv, ok := a.finalized[mis.UID]
+	if ok && rv != mis.ResourceVersion {
+		delete(a.finalized, mis.UID) // the cache caught up (or moved on)
+		ok = false
+	}
+	return ok || inventory.SelectorHasFinalizer(mis)
 }
 
 type waitingSelector struct {
@@ -259,7 +287,7 @@ func (a *allocator) waiting(ns string) ([]waitingSelector, error) {
 	}
 	var out []waitingSelector
 	for _, mis := range list {
-		if !inventory.SelectorHasFinalizer(mis) || a.paused(mis) {
+		if !a.hasFinalizer(mis) || a.paused(mis) {
 			continue
 		}
 		if _, ok := machineOwner(mis); !ok {

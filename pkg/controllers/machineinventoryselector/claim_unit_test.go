@@ -131,6 +131,7 @@ type claimFixture struct {
 	a         *allocator
 	w         *fakeWriter
 	invStore  cache.Indexer
+	selStore  cache.Indexer
 	selectors []*elementalv1.MachineInventorySelector
 	claimed   atomic.Int64
 	// handedOn: the selector handler, woken by onClaimed, could find the
@@ -158,7 +159,7 @@ func newClaimFixture(t *testing.T, seed int64, nInv, nSel int) *claimFixture {
 		w.objs[mi.Name] = mi
 		require.NoError(t, invStore.Add(mi.DeepCopy()))
 	}
-	fx := &claimFixture{w: w, invStore: invStore}
+	fx := &claimFixture{w: w, invStore: invStore, selStore: selStore}
 	controller := true
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	for i := 0; i < nSel; i++ {
@@ -334,4 +335,31 @@ func TestAllocatorOneClaimDoesNotStallOthers(t *testing.T) {
 	for name, n := range refs {
 		assert.Equal(t, 1, n, "inventory %s", name)
 	}
+}
+
+// A selector whose finalizer write is confirmed but not in the cache yet is
+// claimed for at once; one without a finalizer never is; once the cache
+// moves on, the note is dropped and the cache decides.
+func TestAllocatorClaimsRightAfterTheFinalizer(t *testing.T) {
+	fx := newClaimFixture(t, 3, 5, 3)
+	var noted *elementalv1.MachineInventorySelector
+	for i, mis := range fx.selectors {
+		bare := mis.DeepCopy()
+		bare.Finalizers = nil
+		bare.ResourceVersion = "10"
+		require.NoError(t, fx.selStore.Update(bare))
+		fx.selectors[i] = bare
+	}
+	noted = fx.selectors[1]
+	fx.a.finalizerWritten(noted)
+
+	require.NoError(t, fx.a.allocate(context.Background(), "ns"))
+	bySel, _ := fx.w.claimsOf()
+	assert.Len(t, bySel, 1)
+	assert.Contains(t, bySel, noted.UID, "only the selector whose finalizer is confirmed")
+
+	moved := noted.DeepCopy()
+	moved.ResourceVersion = "11" // the cache caught up with something else
+	assert.False(t, fx.a.hasFinalizer(moved))
+	assert.False(t, fx.a.hasFinalizer(noted), "the note is gone")
 }

@@ -36,7 +36,14 @@ func (h *handler) OnChange(_ string, mis *elementalv1.MachineInventorySelector) 
 		return h.writeStatus(mis, observation{paused: true})
 	}
 	if !inventory.SelectorHasFinalizer(mis) {
-		return h.update(inventory.SelectorWithFinalizer(mis))
+		updated, err := h.update(inventory.SelectorWithFinalizer(mis))
+		if err == nil {
+			// The claim may follow at once: the finalizer that protects it
+			// is confirmed, whatever the cache shows yet.
+			h.alloc.finalizerWritten(mis)
+			h.alloc.Enqueue(mis.Namespace)
+		}
+		return updated, err
 	}
 	if _, ok := machineOwner(mis); !ok {
 		return h.writeStatus(mis, observation{waitingMachine: true})
