@@ -163,7 +163,7 @@ func run(kind string, nInv, nSel int) (res result, err error) {
 	}); err != nil {
 		return res, err
 	}
-	if err := waitFor(10*time.Minute, func() (bool, string) {
+	if err := waitFor(10*time.Minute+time.Duration(nInv)*100*time.Millisecond, func() (bool, string) {
 		list, err := invCache.List(ns, labels.Everything())
 		if err != nil {
 			return false, err.Error()
@@ -211,7 +211,7 @@ func run(kind string, nInv, nSel int) (res result, err error) {
 		want = nInv
 	}
 	profiled := startProfiles(env)
-	if err := waitFor(15*time.Minute, func() (bool, string) {
+	if err := waitFor(15*time.Minute+time.Duration(nSel)*100*time.Millisecond, func() (bool, string) {
 		list, err := misCache.List(ns, labels.Everything())
 		if err != nil {
 			return false, err.Error()
