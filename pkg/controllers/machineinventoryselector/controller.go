@@ -48,6 +48,8 @@ type handler struct {
 
 	deferred *stale.Window // selector UID → wait on CAPI or the agent held back, and since when (transient.go)
 	planned  *plannedPlans
+	fast     *fastPath
+	locks    keyLocks
 }
 
 // Register wires the selector handlers and returns the allocator, which must
@@ -73,7 +75,10 @@ func Register(ctx context.Context, selectors elementalctl.MachineInventorySelect
 	h.alloc.onJudged = func(mis *elementalv1.MachineInventorySelector) {
 		selectors.EnqueueAfter(mis.Namespace, mis.Name, 0)
 	}
-	h.alloc.onClaimed = h.alloc.onJudged
+	h.fast = newFastPath(h.runClaimed)
+	h.alloc.onClaimed = func(mis *elementalv1.MachineInventorySelector) {
+		h.fast.Add(mis.Namespace + "/" + mis.Name)
+	}
 
 	inventories.Cache().AddIndexer(ByOwnerSelectorUID, indexOwnerSelectorUID)
 	inventories.Cache().AddIndexer(FreeByNamespace, indexFree)
@@ -81,6 +86,8 @@ func Register(ctx context.Context, selectors elementalctl.MachineInventorySelect
 	selectors.Cache().AddIndexer(ByCluster, indexCluster)
 
 	selectors.OnChange(ctx, "machineinventoryselector", func(key string, mis *elementalv1.MachineInventorySelector) (*elementalv1.MachineInventorySelector, error) {
+		unlock := h.locks.lock(key)
+		defer unlock()
 		out, err := h.OnChange(key, mis)
 		if err != nil {
 			metrics.ReconcileErrors.WithLabelValues("machineinventoryselector").Inc()
@@ -108,7 +115,30 @@ func Register(ctx context.Context, selectors elementalctl.MachineInventorySelect
 		}
 		return c, nil
 	})
-	return h.alloc
+	return starters{h.alloc, h.fast}
+}
+
+// runClaimed is the fast path's run of one selector (fastpath.go): the
+// handler, on the freshest cached selector, after any run of the regular
+// queue on it; an error goes back to the regular queue. A cached selector
+// older than our last write of it (the finalizer, just before the claim) is
+// tried again shortly, when the watch has brought the newer one.
+func (h *handler) runClaimed(key string) bool {
+	unlock := h.locks.lock(key)
+	defer unlock()
+	ns, name := splitKey(key)
+	mis, err := h.selectors.Cache().Get(ns, name)
+	if err != nil {
+		return false // gone: the regular queue has its deletion
+	}
+	if h.written.Stale(mis) {
+		return true
+	}
+	if _, err := h.OnChange(key, mis); err != nil {
+		logrus.WithError(err).WithField("selector", key).Debug("selector fast path failed; retrying in the regular queue")
+		h.selectors.EnqueueAfter(ns, name, 0)
+	}
+	return false
 }
 
 // onInventory maps inventory events to the selector that claims it, and a
