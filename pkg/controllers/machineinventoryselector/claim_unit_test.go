@@ -302,8 +302,8 @@ func TestAllocatorOneClaimDoesNotStallOthers(t *testing.T) {
 	require.Eventually(t, func() bool { return fx.claimed.Load() == 38 }, 10*time.Second, time.Millisecond,
 		"the other 38 claims go through while one hangs")
 	select {
-	case <-done:
-		t.Fatal("the pass ended while a claim was outstanding")
+	case err := <-done:
+		t.Fatalf("the pass ended (%v) while a claim was outstanding", err)
 	default:
 	}
 	close(hang)
