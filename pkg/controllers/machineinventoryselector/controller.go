@@ -188,10 +188,12 @@ func (h *handler) onPlanSecret(_ string, s *corev1.Secret) (*corev1.Secret, erro
 	if err != nil {
 		return s, nil
 	}
+	// The fast path too: the agent's verdict is what a claimed selector
+	// waits for, and it must not queue behind new selectors' finalizers.
 	if c, ok := inventory.ClaimOf(mi); ok {
-		h.selectors.EnqueueAfter(mi.Namespace, c.Selector, 0)
+		h.fast.Add(mi.Namespace + "/" + c.Selector)
 	} else if name, ok := h.alloc.pendingSelector(s.Namespace + "/" + s.Name); ok {
-		h.selectors.EnqueueAfter(s.Namespace, name, 0) // our claim, not in the cache yet
+		h.fast.Add(s.Namespace + "/" + name) // our claim, not in the cache yet
 	}
 	return s, nil
 }
