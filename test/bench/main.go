@@ -4,6 +4,11 @@
 // reports time until every selector is ready, operator API writes per
 // adoption (apiserver_request_total minus the simulators' own writes),
 // conflicts, operator CPU and peak RSS. `scripts/bench` runs it.
+//
+// -controller floor runs instead the minimal controller of floor.go (the
+// contract's writes, no safety), and -controller both runs the floor, then
+// the operator, each on a fresh apiserver, and prints a comparison table.
+// -restart also measures a restart with everything present.
 package main
 
 import (
@@ -21,10 +26,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/sirupsen/logrus"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
 	elementalctl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/elemental.cattle.io"
@@ -38,6 +45,8 @@ var (
 	profile     = flag.String("profile", "", "write CPU profiles of kube-apiserver and the operator over the measured phase to <prefix>.apiserver.pprof and <prefix>.operator.pprof")
 	dump        = flag.String("dump", "", "write one adopted inventory and its selector, as the API server returns them, to <prefix>.mi.json and <prefix>.mis.json")
 	profileSecs = flag.Int("profile-seconds", 10, "length of the -profile CPU profiles")
+	controllerF = flag.String("controller", "operator", "what adopts: operator, floor (the minimal controller of floor.go) or both (each on a fresh apiserver, then a comparison table)")
+	restart     = flag.Bool("restart", false, "after the run, restart the controller with everything present and measure how long until it adopts one new selector (needs more inventories than selectors)")
 	metricsAddr string
 )
 
@@ -46,31 +55,61 @@ func main() {
 	selectorsN := flag.Int("selectors", 1000, "selectors (Machines) to adopt")
 	flag.Parse()
 	logrus.SetLevel(logrus.WarnLevel)
-	if err := run(*inventoriesN, *selectorsN); err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		os.Exit(1)
+	ctrllog.SetLogger(logr.Discard()) // envtest's
+	if *floorChild {
+		if err := floorMain(); err != nil {
+			fmt.Fprintln(os.Stderr, "bench floor:", err)
+			os.Exit(1)
+		}
+		return
 	}
+	var kinds []string
+	switch *controllerF {
+	case "operator", "floor":
+		kinds = []string{*controllerF}
+	case "both":
+		kinds = []string{"floor", "operator"}
+	default:
+		fmt.Fprintln(os.Stderr, "bench: -controller must be operator, floor or both")
+		os.Exit(2)
+	}
+	var results []result
+	for _, kind := range kinds {
+		fmt.Printf("=== %s\n", kind)
+		res, err := run(kind, *inventoriesN, *selectorsN)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", kind+":", err)
+			os.Exit(1)
+		}
+		results = append(results, res)
+	}
+	printTable(results)
 }
 
-func run(nInv, nSel int) error {
+func run(kind string, nInv, nSel int) (res result, err error) {
+	res.kind, res.adoptions = kind, min(nInv, nSel)
 	ctx := context.Background()
 	env, err := testenv.Start(testenv.Options{})
 	if err != nil {
-		return err
+		return res, err
 	}
 	defer func() { _ = env.Stop() }()
 	dir, err := os.MkdirTemp("", "elemental-bench-")
 	if err != nil {
-		return err
+		return res, err
 	}
 	defer func() { _ = os.RemoveAll(dir) }()
 	binary := filepath.Join(dir, "elemental-operator")
-	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
-		return fmt.Errorf("building the operator: %v\n%s", err, out)
+	if kind == "floor" {
+		if binary, err = os.Executable(); err != nil {
+			return res, err
+		}
+	} else if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		return res, fmt.Errorf("building the operator: %v\n%s", err, out)
 	}
 	kubeconfig := filepath.Join(dir, "kubeconfig")
 	if err := env.WriteKubeconfig(kubeconfig); err != nil {
-		return err
+		return res, err
 	}
 
 	// Everything the simulators write is counted, to subtract it later.
@@ -78,35 +117,43 @@ func run(nInv, nSel int) error {
 	simClient := kubernetes.NewForConfigOrDie(simCfg)
 	ns, err := env.NewNamespace(ctx, "bench")
 	if err != nil {
-		return err
+		return res, err
+	}
+	launch := func() (*operatorProcess, error) {
+		if kind == "floor" {
+			return startFloor(binary, kubeconfig, ns)
+		}
+		return startOperator(binary, kubeconfig, ns)
 	}
 	agentCtx, stopAgents := context.WithCancel(ctx)
 	defer stopAgents()
 	agents := testenv.RunSimulatedAgents(agentCtx, simClient, ns, 16)
 	rancher, err := testenv.NewSimulatedRancher(simCfg)
 	if err != nil {
-		return err
+		return res, err
 	}
 	f, err := elementalctl.NewFactoryFromConfig(simCfg)
 	if err != nil {
-		return err
+		return res, err
 	}
 	inventories, selectors := f.Elemental().V1beta1().MachineInventory(), f.Elemental().V1beta1().MachineInventorySelector()
 	// Observe through watches: polling LISTs of thousands of objects would load
 	// the apiserver more than the operator does.
 	invCache, misCache := inventories.Cache(), selectors.Cache()
+	watch := newWatcher(inventories.Informer(), selectors.Informer())
 	if err := f.Start(ctx, 1); err != nil {
-		return err
+		return res, err
 	}
 	if err := f.Sync(ctx); err != nil {
-		return err
+		return res, err
 	}
 
-	op, err := startOperator(binary, kubeconfig, ns)
+	op, err := launch()
 	if err != nil {
-		return err
+		return res, err
 	}
 	fmt.Printf("creating %d inventories (as the registration server would) and waiting for their agents' ack\n", nInv)
+	phase1 := time.Now()
 	if err := testenv.Parallel(nInv, 32, func(i int) error {
 		_, err := inventories.Create(&elementalv1.MachineInventory{ObjectMeta: metav1.ObjectMeta{
 			Namespace: ns, Name: fmt.Sprintf("host-%05d", i), Labels: spreadLabels(i, map[string]string{"element": "fire", "rack": strconv.Itoa(i % 10)}),
@@ -114,9 +161,9 @@ func run(nInv, nSel int) error {
 		}})
 		return err
 	}); err != nil {
-		return err
+		return res, err
 	}
-	if err := waitFor(10*time.Minute, func() (bool, string) {
+	if err := waitFor(10*time.Minute+time.Duration(nInv)*100*time.Millisecond, func() (bool, string) {
 		list, err := invCache.List(ns, labels.Everything())
 		if err != nil {
 			return false, err.Error()
@@ -129,8 +176,9 @@ func run(nInv, nSel int) error {
 		}
 		return n == nInv, fmt.Sprintf("%d/%d available", n, nInv)
 	}); err != nil {
-		return err
+		return res, err
 	}
+	res.phase1 = time.Since(phase1)
 	op.stop()
 
 	fmt.Printf("creating %d Machines + bootstrap Secrets + selectors with the operator stopped\n", nSel)
@@ -142,28 +190,29 @@ func run(nInv, nSel int) error {
 		})
 		return err
 	}); err != nil {
-		return err
+		return res, err
 	}
 
 	before, err := apiserverWrites(env)
 	if err != nil {
-		return err
+		return res, err
 	}
 	simBefore := simWrites.Total("")
 	apiBefore, etcdBefore := controlPlaneCPU()
 	selfBefore, _ := procCPU(os.Getpid())
 	answeredBefore := agents.Answered()
 	start := time.Now()
-	op, err = startOperator(binary, kubeconfig, ns)
+	watch.startClock(start)
+	op, err = launch()
 	if err != nil {
-		return err
+		return res, err
 	}
 	want := nSel
 	if nInv < want {
 		want = nInv
 	}
 	profiled := startProfiles(env)
-	if err := waitFor(15*time.Minute, func() (bool, string) {
+	if err := waitFor(15*time.Minute+time.Duration(nSel)*100*time.Millisecond, func() (bool, string) {
 		list, err := misCache.List(ns, labels.Everything())
 		if err != nil {
 			return false, err.Error()
@@ -191,11 +240,11 @@ func run(nInv, nSel int) error {
 		}
 		return n == want, fmt.Sprintf("%d/%d selectors ready (%d claimed, %d recorded, %d with plan in status, %d bootstrap plans, %d acked)", n, want, claimed, recorded, planned, agents.Plans("bootstrap"), agents.Answered()-answeredBefore)
 	}); err != nil {
-		return err
+		return res, err
 	}
 	elapsed := time.Since(start)
 	// The adoption is done when its inventories say so too: their status
-	// write follows the selector's.
+	// write follows the selector's. The floor writes no such status.
 	if err := waitFor(2*time.Minute, func() (bool, string) {
 		list, err := invCache.List(ns, labels.Everything())
 		if err != nil {
@@ -207,9 +256,9 @@ func run(nInv, nSel int) error {
 				n++
 			}
 		}
-		return n == want, fmt.Sprintf("%d/%d inventories provisioned", n, want)
+		return n == want || kind == "floor", fmt.Sprintf("%d/%d inventories provisioned", n, want)
 	}); err != nil {
-		return err
+		return res, err
 	}
 	settled := time.Since(start)
 	if *dump != "" {
@@ -233,10 +282,15 @@ func run(nInv, nSel int) error {
 	time.Sleep(time.Second) // let any stray write land
 	after, err := apiserverWrites(env)
 	if err != nil {
-		return err
+		return res, err
 	}
 	simDelta := simWrites.Total("") - simBefore
 	op.stop()
+	if *restart {
+		if res.restart, err = measureRestart(ctx, launch, rancher, misCache, ns, nInv, nSel); err != nil {
+			return res, err
+		}
+	}
 
 	total, conflicts, byResource := diff(before, after)
 	opWrites := total - simDelta
@@ -256,7 +310,15 @@ func run(nInv, nSel int) error {
 	if invs, err := invCache.List(ns, labels.Everything()); err == nil {
 		spreadReport(invs)
 	}
-	return nil
+	res.allReady, res.settled = elapsed, settled
+	res.p50, res.p99 = watch.latency(0.50), watch.latency(0.99)
+	res.writes = float64(opWrites-byResource["events"]-byResource["leases"]) / float64(want)
+	res.conflicts = conflicts
+	res.doubles = watch.doubles()
+	res.cpu, res.rssKiB = cpu, rss
+	fmt.Printf("  phase 1 (inventories available): %s; ready latency p50 %s, p99 %s; double claims seen: %d\n",
+		res.phase1.Round(10*time.Millisecond), res.p50.Round(10*time.Millisecond), res.p99.Round(10*time.Millisecond), res.doubles)
+	return res, nil
 }
 
 // dumpOne writes one provisioned inventory and its selector as JSON.

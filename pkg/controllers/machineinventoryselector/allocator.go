@@ -26,16 +26,20 @@ import (
 // concurrently (workqueue semantics), so two selectors are never handed the
 // same inventory and no per-selector race or herd exists.
 type allocator struct {
-	queue       workqueue.TypedRateLimitingInterface[string]
-	inventories elementalctl.MachineInventoryController
-	invCache    elementalctl.MachineInventoryCache
-	selectors   elementalctl.MachineInventorySelectorCache
+	queue     workqueue.TypedRateLimitingInterface[string]
+	writer    claimWriter
+	invCache  elementalctl.MachineInventoryCache
+	selectors elementalctl.MachineInventorySelectorCache
 	// paused says whether a selector must be left alone (docs/contracts.md, Cluster API).
 	paused func(mis *elementalv1.MachineInventorySelector) bool
 
 	// onJudged is told when a pass leaves a selector without an inventory
 	// (or its claim failed): its waiting status is news.
 	onJudged func(mis *elementalv1.MachineInventorySelector)
+	// onClaimed is told as soon as a claim of a pass is confirmed, before
+	// the pass ends and before the cache shows it: the selector's bootstrap
+	// plan can follow at once (claimedInventory gives the confirmed object).
+	onClaimed func(mis *elementalv1.MachineInventorySelector)
 
 	mu sync.Mutex
 	// pending holds claims this process made that the cache may not show yet,
@@ -43,6 +47,10 @@ type allocator struct {
 	// cache never hands a selector a second inventory or an inventory twice.
 	pending      map[types.UID]pendingClaim
 	pendingByInv map[string]types.UID
+	// finalized holds, by selector UID, the resourceVersion a selector had
+	// before our confirmed finalizer write: while the cache still shows it,
+	// the selector may be claimed for (the finalizer precedes every claim).
+	finalized map[types.UID]string
 	// verdicts holds, per selector UID, why the last pass that considered it
 	// left it waiting. A selector without a verdict is still in the
 	// allocator's hands: a pass will claim for it or judge it.
@@ -59,24 +67,37 @@ type Verdict struct {
 	Spread string
 }
 
+// claimWriter is the one write the allocator makes: the claim, an Update
+// guarded by the inventory's resourceVersion (the inventory controller's
+// client; a fake in unit tests that reorders, delays and fails writes).
+type claimWriter interface {
+	Update(*elementalv1.MachineInventory) (*elementalv1.MachineInventory, error)
+}
+
 type pendingClaim struct {
 	inventory string // namespace/name
+	selector  string // name, in the inventory's namespace
+	// confirmed is the inventory as the API server returned it from our
+	// claim; read-only, shared with the selector handler.
+	confirmed *elementalv1.MachineInventory
 	// resourceVersion the inventory had before our claim: while the cache
 	// still shows it, the cache is behind our write.
 	fromRV string
 }
 
-func newAllocator(inventories elementalctl.MachineInventoryController, selectors elementalctl.MachineInventorySelectorCache) *allocator {
+func newAllocator(writer claimWriter, invCache elementalctl.MachineInventoryCache, selectors elementalctl.MachineInventorySelectorCache) *allocator {
 	return &allocator{
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.NewTypedItemExponentialFailureRateLimiter[string](10*time.Millisecond, 10*time.Second),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "inventory-allocator"}),
-		inventories:  inventories,
-		invCache:     inventories.Cache(),
+		writer:       writer,
+		invCache:     invCache,
 		selectors:    selectors,
 		onJudged:     func(*elementalv1.MachineInventorySelector) {},
+		onClaimed:    func(*elementalv1.MachineInventorySelector) {},
 		pending:      map[types.UID]pendingClaim{},
 		pendingByInv: map[string]types.UID{},
+		finalized:    map[types.UID]string{},
 		verdicts:     map[types.UID]Verdict{},
 	}
 }
@@ -121,35 +142,82 @@ func (a *allocator) next(ctx context.Context) bool {
 // claimPending reports whether a claim of ours on behalf of selector uid is
 // not visible in the cache yet (and forgets it once it is).
 func (a *allocator) claimPending(uid types.UID) bool {
+	_, ok := a.pendingClaimOf(uid)
+	return ok
+}
+
+// pendingClaimOf returns the claim of ours on behalf of selector uid that
+// the cache does not show yet, and forgets it once the cache does.
+func (a *allocator) pendingClaimOf(uid types.UID) (pendingClaim, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	p, ok := a.pending[uid]
 	if !ok {
-		return false
+		return pendingClaim{}, false
 	}
 	ns, name := splitKey(p.inventory)
 	if mi, err := a.invCache.Get(ns, name); err == nil && mi.ResourceVersion == p.fromRV {
-		return true
+		return p, true
 	}
 	delete(a.pending, uid)
-	delete(a.pendingByInv, p.inventory)
-	return false
+	if a.pendingByInv[p.inventory] == uid {
+		delete(a.pendingByInv, p.inventory)
+	}
+	return pendingClaim{}, false
+}
+
+// claimedInventory is the inventory a claim of ours confirmed for selector
+// uid while the cache does not show that claim yet (nil otherwise), so the
+// bootstrap plan need not wait for the watch. Read-only.
+func (a *allocator) claimedInventory(uid types.UID) *elementalv1.MachineInventory {
+	p, ok := a.pendingClaimOf(uid)
+	if !ok {
+		return nil
+	}
+	return p.confirmed
+}
+
+// owned returns the inventories that claim selector uid: the cache's owner
+// index, else the claim of ours it does not show yet. The pending claim is
+// read first: once the cache has caught up (and the claim is forgotten), the
+// index read that follows shows it, whatever the interleaving.
+func (a *allocator) owned(uid types.UID) ([]*elementalv1.MachineInventory, error) {
+	confirmed := a.claimedInventory(uid)
+	owned, err := a.invCache.GetByIndex(ByOwnerSelectorUID, string(uid))
+	if err != nil || len(owned) > 0 || confirmed == nil {
+		return owned, err
+	}
+	return []*elementalv1.MachineInventory{confirmed}, nil
+}
+
+// pendingSelector names the selector a claim of ours on inventory key
+// (namespace/name) is for, while the cache does not show it yet.
+func (a *allocator) pendingSelector(key string) (string, bool) {
+	a.mu.Lock()
+	uid, ok := a.pendingByInv[key]
+	a.mu.Unlock()
+	if !ok {
+		return "", false
+	}
+	p, ok := a.pendingClaimOf(uid)
+	return p.selector, ok
 }
 
 func (a *allocator) inventoryPending(mi *elementalv1.MachineInventory) bool {
-	a.mu.Lock()
-	uid, ok := a.pendingByInv[mi.Namespace+"/"+mi.Name]
-	a.mu.Unlock()
-	return ok && a.claimPending(uid)
+	_, ok := a.pendingSelector(mi.Namespace + "/" + mi.Name)
+	return ok
 }
 
-func (a *allocator) recordClaim(uid types.UID, mi *elementalv1.MachineInventory) {
+// recordClaim remembers a confirmed claim: mi is the inventory the claim was
+// made from (its resourceVersion tells when the cache catches up), confirmed
+// what the API server returned.
+func (a *allocator) recordClaim(mis *elementalv1.MachineInventorySelector, mi, confirmed *elementalv1.MachineInventory) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	key := mi.Namespace + "/" + mi.Name
-	a.pending[uid] = pendingClaim{inventory: key, fromRV: mi.ResourceVersion}
-	a.pendingByInv[key] = uid
-	delete(a.verdicts, uid)
+	a.pending[mis.UID] = pendingClaim{inventory: key, selector: mis.Name, confirmed: confirmed, fromRV: mi.ResourceVersion}
+	a.pendingByInv[key] = mis.UID
+	delete(a.verdicts, mis.UID)
 }
 
 // judge records why a selector was left waiting and, when that is news,
@@ -178,10 +246,35 @@ func (a *allocator) forget(uid types.UID) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if p, ok := a.pending[uid]; ok {
-		delete(a.pendingByInv, p.inventory)
+		if a.pendingByInv[p.inventory] == uid {
+			delete(a.pendingByInv, p.inventory)
+		}
 		delete(a.pending, uid)
 	}
 	delete(a.verdicts, uid)
+	delete(a.finalized, uid)
+}
+
+// finalizerWritten records our confirmed finalizer write on a selector whose
+// cached copy (mis, before the write) does not show it yet, so the next pass
+// can claim for it without waiting for the watch.
+func (a *allocator) finalizerWritten(mis *elementalv1.MachineInventorySelector) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.finalized[mis.UID] = mis.ResourceVersion
+}
+
+// hasFinalizer: the cached selector has our finalizer, or our write of it is
+// confirmed and the cache is behind it.
+func (a *allocator) hasFinalizer(mis *elementalv1.MachineInventorySelector) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	rv, ok := a.finalized[mis.UID]
+	if ok && rv != mis.ResourceVersion {
+		delete(a.finalized, mis.UID) // the cache caught up (or moved on)
+		ok = false
+	}
+	return ok || inventory.SelectorHasFinalizer(mis)
 }
 
 type waitingSelector struct {
@@ -198,7 +291,7 @@ func (a *allocator) waiting(ns string) ([]waitingSelector, error) {
 	}
 	var out []waitingSelector
 	for _, mis := range list {
-		if !inventory.SelectorHasFinalizer(mis) || a.paused(mis) {
+		if !a.hasFinalizer(mis) || a.paused(mis) {
 			continue
 		}
 		if _, ok := machineOwner(mis); !ok {
@@ -366,14 +459,18 @@ func decide(waiting []waitingSelector, free []*elementalv1.MachineInventory, cou
 
 // claim is the one optimistic-locked write that pairs them: the inventory
 // gains a controller ownerRef to the selector (other ownerRefs are kept).
+// Once confirmed, the selector is handed on at once: its bootstrap plan does
+// not wait for the rest of the pass nor for the watch.
 func (a *allocator) claim(mis *elementalv1.MachineInventorySelector, mi *elementalv1.MachineInventory) error {
 	claimed := inventory.ClaimBy(mi, mis)
 	// The resourceVersion from the cache makes this a compare-and-swap: if the
 	// inventory changed (claimed by anyone, deleted, released), it fails.
-	if _, err := a.inventories.Update(claimed); err != nil {
+	confirmed, err := a.writer.Update(claimed)
+	if err != nil {
 		return err
 	}
-	a.recordClaim(mis.UID, mi)
+	a.recordClaim(mis, mi, confirmed)
+	a.onClaimed(mis)
 	return nil
 }
 

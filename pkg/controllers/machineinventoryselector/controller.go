@@ -50,6 +50,8 @@ type handler struct {
 	planned  *plannedPlans
 	whyNots  *whyNots     // selector UID → its last why-not message (whynot.go)
 	cleaned  cleanupWatch // quarantined hosts given up, until cleaned (quarantine.go)
+	fast     *fastPath
+	locks    keyLocks
 }
 
 // Register wires the selector handlers and returns the allocator, which must
@@ -71,10 +73,14 @@ func Register(ctx context.Context, selectors elementalctl.MachineInventorySelect
 		planned:     &plannedPlans{m: map[types.UID]plannedPlan{}},
 		whyNots:     newWhyNots(),
 	}
-	h.alloc = newAllocator(inventories, selectors.Cache())
+	h.alloc = newAllocator(inventories, inventories.Cache(), selectors.Cache())
 	h.alloc.paused = h.paused
 	h.alloc.onJudged = func(mis *elementalv1.MachineInventorySelector) {
 		selectors.EnqueueAfter(mis.Namespace, mis.Name, 0)
+	}
+	h.fast = newFastPath(h.runClaimed)
+	h.alloc.onClaimed = func(mis *elementalv1.MachineInventorySelector) {
+		h.fast.Add(mis.Namespace + "/" + mis.Name)
 	}
 
 	inventories.Cache().AddIndexer(ByOwnerSelectorUID, indexOwnerSelectorUID)
@@ -85,6 +91,8 @@ func Register(ctx context.Context, selectors elementalctl.MachineInventorySelect
 	inventories.Cache().AddIndexer(ReleasingFor, indexReleasingFor)
 
 	selectors.OnChange(ctx, "machineinventoryselector", func(key string, mis *elementalv1.MachineInventorySelector) (*elementalv1.MachineInventorySelector, error) {
+		unlock := h.locks.lock(key)
+		defer unlock()
 		out, err := h.OnChange(key, mis)
 		if err != nil {
 			metrics.ReconcileErrors.WithLabelValues("machineinventoryselector").Inc()
@@ -112,7 +120,30 @@ func Register(ctx context.Context, selectors elementalctl.MachineInventorySelect
 		}
 		return c, nil
 	})
-	return h.alloc
+	return starters{h.alloc, h.fast}
+}
+
+// runClaimed is the fast path's run of one selector (fastpath.go): the
+// handler, on the freshest cached selector, after any run of the regular
+// queue on it; an error goes back to the regular queue. A cached selector
+// older than our last write of it (the finalizer, just before the claim) is
+// tried again shortly, when the watch has brought the newer one.
+func (h *handler) runClaimed(key string) bool {
+	unlock := h.locks.lock(key)
+	defer unlock()
+	ns, name := splitKey(key)
+	mis, err := h.selectors.Cache().Get(ns, name)
+	if err != nil {
+		return false // gone: the regular queue has its deletion
+	}
+	if h.written.Stale(mis) {
+		return true
+	}
+	if _, err := h.OnChange(key, mis); err != nil {
+		logrus.WithError(err).WithField("selector", key).Debug("selector fast path failed; retrying in the regular queue")
+		h.selectors.EnqueueAfter(ns, name, 0)
+	}
+	return false
 }
 
 // onInventory maps inventory events to the selector that claims it, and a
@@ -165,8 +196,12 @@ func (h *handler) onPlanSecret(_ string, s *corev1.Secret) (*corev1.Secret, erro
 	if err != nil {
 		return s, nil
 	}
+	// The fast path too: the agent's verdict is what a claimed selector
+	// waits for, and it must not queue behind new selectors' finalizers.
 	if c, ok := inventory.ClaimOf(mi); ok {
-		h.selectors.EnqueueAfter(mi.Namespace, c.Selector, 0)
+		h.fast.Add(mi.Namespace + "/" + c.Selector)
+	} else if name, ok := h.alloc.pendingSelector(s.Namespace + "/" + s.Name); ok {
+		h.fast.Add(s.Namespace + "/" + name) // our claim, not in the cache yet
 	}
 	return s, nil
 }
@@ -202,19 +237,22 @@ type plannedPlans struct {
 	m  map[types.UID]plannedPlan
 }
 
-type plannedPlan struct{ inventory, checksum string }
+type plannedPlan struct{ inventory, checksum, secretRV string }
 
-func (p *plannedPlans) get(uid types.UID, inventory string) (string, bool) {
+// get returns the checksum of the plan written for uid on inventory, and the
+// plan Secret's resourceVersion before that write: while the cache still
+// shows it, the cache is behind our write, not the Secret.
+func (p *plannedPlans) get(uid types.UID, inventory string) (string, string, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	pp, ok := p.m[uid]
-	return pp.checksum, ok && pp.inventory == inventory
+	return pp.checksum, pp.secretRV, ok && pp.inventory == inventory
 }
 
-func (p *plannedPlans) set(uid types.UID, inventory, checksum string) {
+func (p *plannedPlans) set(uid types.UID, inventory, checksum, secretRV string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.m[uid] = plannedPlan{inventory: inventory, checksum: checksum}
+	p.m[uid] = plannedPlan{inventory: inventory, checksum: checksum, secretRV: secretRV}
 }
 
 func (p *plannedPlans) forget(uid types.UID) {

@@ -16,7 +16,8 @@ func (h *handler) finalize(mis *elementalv1.MachineInventorySelector) (*elementa
 	if !inventory.SelectorHasFinalizer(mis) {
 		return mis, nil
 	}
-	owned, err := h.inventories.Cache().GetByIndex(ByOwnerSelectorUID, string(mis.UID))
+	// Includes a claim of ours the cache does not show yet.
+	owned, err := h.alloc.owned(mis.UID)
 	if err != nil {
 		return mis, err
 	}

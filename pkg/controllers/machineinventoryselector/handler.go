@@ -36,7 +36,14 @@ func (h *handler) OnChange(_ string, mis *elementalv1.MachineInventorySelector) 
 		return h.writeStatus(mis, observation{paused: true})
 	}
 	if !inventory.SelectorHasFinalizer(mis) {
-		return h.update(inventory.SelectorWithFinalizer(mis))
+		updated, err := h.update(inventory.SelectorWithFinalizer(mis))
+		if err == nil {
+			// The claim may follow at once: the finalizer that protects it
+			// is confirmed, whatever the cache shows yet.
+			h.alloc.finalizerWritten(mis)
+			h.alloc.Enqueue(mis.Namespace)
+		}
+		return updated, err
 	}
 	if _, ok := machineOwner(mis); !ok {
 		return h.writeStatus(mis, observation{waitingMachine: true})
@@ -77,7 +84,8 @@ func (h *handler) OnChange(_ string, mis *elementalv1.MachineInventorySelector) 
 // inventory's ownerRef is authoritative, status.machineInventoryRef only
 // mirrors it (docs/contracts.md, Cluster API).
 func (h *handler) repair(mis *elementalv1.MachineInventorySelector) (*elementalv1.MachineInventory, observation, error) {
-	owned, err := h.inventories.Cache().GetByIndex(ByOwnerSelectorUID, string(mis.UID))
+	// Includes a claim just confirmed that the cache does not show yet.
+	owned, err := h.alloc.owned(mis.UID)
 	if err != nil {
 		return nil, observation{}, err
 	}
@@ -148,8 +156,12 @@ func (h *handler) bootstrap(mis *elementalv1.MachineInventorySelector, mi *eleme
 		return h.writeStatusWithEvents(mis, obs)
 	}
 	// Written by this process, status not yet (deferred while the agent
-	// works): the Secret still holds it, so there is nothing to read again.
-	if sum, ok := h.planned.get(mis.UID, mi.Name); ok && plans.Checksum(secret.Data[plans.KeyPlan]) == sum {
+	// works): the Secret still holds it (or the cache is behind our write:
+	// the claim now hands the selector on before the watch, so a second run
+	// can come before the Secret's event), so there is nothing to read or
+	// write again.
+	if sum, fromRV, ok := h.planned.get(mis.UID, mi.Name); ok &&
+		(plans.Checksum(secret.Data[plans.KeyPlan]) == sum || secret.ResourceVersion == fromRV) {
 		obs.checksum = sum
 		obs.plan = plans.Observe(secret.Data, obs.checksum)
 		return h.writeStatusWithEvents(mis, obs)
@@ -193,7 +205,7 @@ func (h *handler) bootstrap(mis *elementalv1.MachineInventorySelector, mi *eleme
 		}
 		h.recorder.Event(mis, corev1.EventTypeNormal, "BootstrapPlanWritten", msg)
 	}
-	h.planned.set(mis.UID, mi.Name, obs.checksum)
+	h.planned.set(mis.UID, mi.Name, obs.checksum, secret.ResourceVersion)
 	// The agent cannot have applied the new plan yet, but a re-write after a
 	// crash is byte-identical and may already be applied.
 	obs.plan = plans.Observe(secret.Data, obs.checksum)
