@@ -92,7 +92,6 @@ func buildStatus(mi *elementalv1.MachineInventory, obs observation) elementalv1.
 	}
 
 	releasing := inventory.Releasing(mi)
-	deleting := inventory.Deleting(mi)
 	// Ready: the first unmet step, most specific first.
 	switch {
 	case obs.unrestored():
@@ -117,6 +116,17 @@ func buildStatus(mi *elementalv1.MachineInventory, obs observation) elementalv1.
 		set(elementalv1.ConditionReady, metav1.ConditionFalse, elementalv1.ReasonWaitingForPlan, "waiting for the agent to apply the "+planType+" plan")
 	}
 
+	setAdoption(mi, obs, set)
+	set(elementalv1.ConditionNetworkConfigReady, metav1.ConditionTrue, elementalv1.ReasonReconcilingNetworkConfig, "NetworkConfig is ready")
+	setApproved(mi, &st, gen)
+
+	st.Phase = phase(mi, obs, observed, planType)
+	return st
+}
+
+// setAdoption is AdoptionReady: whether the claiming selector has recorded
+// this inventory.
+func setAdoption(mi *elementalv1.MachineInventory, obs observation, set func(typ string, status metav1.ConditionStatus, reason, msg string)) {
 	switch {
 	case obs.ownerName == "":
 		set(elementalv1.ConditionAdoptionReady, metav1.ConditionFalse, elementalv1.ReasonWaitingToBeAdopted, "Waiting to be adopted")
@@ -129,31 +139,32 @@ func buildStatus(mi *elementalv1.MachineInventory, obs observation) elementalv1.
 	default:
 		set(elementalv1.ConditionAdoptionReady, metav1.ConditionTrue, elementalv1.ReasonSuccessfullyAdopted, "adopted by selector "+obs.ownerName)
 	}
-	set(elementalv1.ConditionNetworkConfigReady, metav1.ConditionTrue, elementalv1.ReasonReconcilingNetworkConfig, "NetworkConfig is ready")
-	setApproved(mi, &st, gen)
+}
 
+// phase is the informational summary, most specific first.
+func phase(mi *elementalv1.MachineInventory, obs observation, observed plans.Observed, planType string) string {
+	deleting, releasing := inventory.Deleting(mi), inventory.Releasing(mi)
 	ready := observed.State == elementalv1.PlanApplied && !obs.secretConflict
 	switch {
 	case deleting && obs.resetState == resetPending:
-		st.Phase = "Resetting"
+		return "Resetting"
 	case deleting:
-		st.Phase = "Deleting"
+		return "Deleting"
 	case releasing:
-		st.Phase = "Releasing"
+		return "Releasing"
 	case obs.ownerName != "" && planType == elementalv1.PlanTypeBootstrap && ready:
-		st.Phase = "Provisioned"
+		return "Provisioned"
 	case obs.ownerName != "":
-		st.Phase = "Claimed"
+		return "Claimed"
 	case inventory.Cordoned(mi):
-		st.Phase = "Cordoned"
+		return "Cordoned"
 	case inventory.PendingApproval(mi):
-		st.Phase = "PendingApproval"
+		return "PendingApproval"
 	case ready && planType == elementalv1.PlanTypeEmpty:
-		st.Phase = "Available"
+		return "Available"
 	default:
-		st.Phase = "Registered"
+		return "Registered"
 	}
-	return st
 }
 
 // tamperedCondition is PlanTampered, which appears only once tampering was
