@@ -17,6 +17,7 @@ import (
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
@@ -124,8 +125,8 @@ func Install(ctx context.Context, k8s kubernetes.Interface) error {
 				return err
 			}
 			update := existing.DeepCopy()
-			update.Labels = merge(update.Labels, policy.Labels)
-			update.Annotations = merge(update.Annotations, policy.Annotations)
+			update.Labels = labels.Merge(update.Labels, policy.Labels)
+			update.Annotations = labels.Merge(update.Annotations, policy.Annotations)
 			update.Spec = policy.Spec
 			if apiequality.Semantic.DeepEqual(existing, update) {
 				return nil
@@ -145,8 +146,8 @@ func Install(ctx context.Context, k8s kubernetes.Interface) error {
 				return err
 			}
 			update := existing.DeepCopy()
-			update.Labels = merge(update.Labels, binding.Labels)
-			update.Annotations = merge(update.Annotations, binding.Annotations)
+			update.Labels = labels.Merge(update.Labels, binding.Labels)
+			update.Annotations = labels.Merge(update.Annotations, binding.Annotations)
 			update.Spec = binding.Spec
 			if apiequality.Semantic.DeepEqual(existing, update) {
 				return nil
@@ -170,17 +171,4 @@ func createOrUpdate(kind, name string, create, update func() error) error {
 		return fmt.Errorf("updating %s %s: %w", kind, name, err)
 	}
 	return nil
-}
-
-func merge(dst, src map[string]string) map[string]string {
-	if len(src) == 0 {
-		return dst
-	}
-	if dst == nil {
-		dst = map[string]string{}
-	}
-	for k, v := range src {
-		dst[k] = v
-	}
-	return dst
 }

@@ -17,6 +17,7 @@ import (
 	apiextclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/wait"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/rest"
@@ -89,8 +90,8 @@ func Install(ctx context.Context, cfg *rest.Config, crds []*apiextv1.CustomResou
 				return err
 			}
 			update := existing.DeepCopy()
-			update.Labels = mergeMaps(update.Labels, desired.Labels)
-			update.Annotations = mergeMaps(update.Annotations, desired.Annotations)
+			update.Labels = labels.Merge(update.Labels, desired.Labels)
+			update.Annotations = labels.Merge(update.Annotations, desired.Annotations)
 			update.Spec = desired.Spec
 			_, err = api.Update(ctx, update, metav1.UpdateOptions{})
 			return err
@@ -117,17 +118,4 @@ func Install(ctx context.Context, cfg *rest.Config, crds []*apiextv1.CustomResou
 		}
 	}
 	return nil
-}
-
-func mergeMaps(dst, src map[string]string) map[string]string {
-	if len(src) == 0 {
-		return dst
-	}
-	if dst == nil {
-		dst = map[string]string{}
-	}
-	for k, v := range src {
-		dst[k] = v
-	}
-	return dst
 }
