@@ -227,16 +227,22 @@ func FuzzBuildMetadata(f *testing.F) {
 }
 
 // checkMetadataKeys: every label and annotation is valid and comes from a
-// template or from a client key the host may set (with the prefix p).
+// template, from a client key the host may set (with the prefix p), or is
+// a hardware fact the server derives from the host's data.
 func checkMetadataKeys(t *testing.T, p string, in hostInput, lt, at, labels, anns map[string]string) {
 	fromClient := func(key string, client map[string]string) bool {
 		k, ok := strings.CutPrefix(key, p)
 		_, sent := client[k]
 		return ok && sent && !elementalv1.ReservedKeys[key]
 	}
+	// The hardware facts the server itself derives from the host's data.
+	facts := hardwareLabels(in.data)
 	for k, v := range labels {
 		if !templates.ValidLabelKey(k) || !templates.ValidLabelValue(v) {
 			t.Fatalf("invalid label %q=%q", k, v)
+		}
+		if fact, ok := facts[k]; ok && fact == v {
+			continue
 		}
 		if _, tmpl := lt[k]; !tmpl && !fromClient(k, in.labels) {
 			t.Fatalf("label %q neither a template's nor a client's allowed key", k)
