@@ -43,6 +43,17 @@ func Run(ctx context.Context, cfg Config, version string) error {
 
 // RunWithConfig is Run with an already built rest.Config (tests, the demo).
 func RunWithConfig(parent context.Context, cfg Config, restCfg *rest.Config, version string) error {
+	err := run(parent, cfg, restCfg, version)
+	if err != nil && parent.Err() != nil {
+		// Stopped during start-up: the failed call was cut short by the
+		// stop (or failed because an earlier one was), nothing to report.
+		logrus.WithError(err).Debug("start-up cut short by the stop")
+		return nil
+	}
+	return err
+}
+
+func run(parent context.Context, cfg Config, restCfg *rest.Config, version string) error {
 	restCfg = rest.CopyConfig(restCfg)
 	// Adoption bursts write a lot: the client-side limiter must not be what
 	// bounds throughput (the API server has its own fairness).

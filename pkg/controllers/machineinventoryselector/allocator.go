@@ -301,8 +301,14 @@ func (a *allocator) waiting(ns string) ([]waitingSelector, error) {
 		if err != nil {
 			continue
 		}
+		// The pending claim first: it is forgotten once the cache shows the
+		// claim, so the index read that follows sees it (the other order
+		// misses both when the watch lands between the two reads).
+		if a.claimPending(mis.UID) {
+			continue
+		}
 		owned, err := a.invCache.GetByIndex(ByOwnerSelectorUID, string(mis.UID))
-		if err != nil || len(owned) > 0 || a.claimPending(mis.UID) {
+		if err != nil || len(owned) > 0 {
 			continue
 		}
 		out = append(out, waitingSelector{mis: mis, selector: sel, pool: poolOf(mis)})

@@ -35,6 +35,8 @@ func (a *allocator) domainCounts(ns string, waiting []waitingSelector) domainCou
 			}
 		}
 		for _, uid := range a.poolMembers(w) {
+			// Pending first, as in waiting: the watch may land in between.
+			inv, pending := a.pendingInventoryOf(uid)
 			owned, _ := a.invCache.GetByIndex(ByOwnerSelectorUID, string(uid))
 			for _, mi := range owned {
 				counts[domainOf(mi.Labels, ts.TopologyKey)]++
@@ -42,7 +44,7 @@ func (a *allocator) domainCounts(ns string, waiting []waitingSelector) domainCou
 			if len(owned) > 0 {
 				continue
 			}
-			if inv, ok := a.pendingInventoryOf(uid); ok {
+			if pending {
 				invNS, name := splitKey(inv)
 				if mi, err := a.invCache.Get(invNS, name); err == nil {
 					counts[domainOf(mi.Labels, ts.TopologyKey)]++

@@ -363,3 +363,44 @@ func TestAllocatorClaimsRightAfterTheFinalizer(t *testing.T) {
 	assert.False(t, fx.a.hasFinalizer(moved))
 	assert.False(t, fx.a.hasFinalizer(noted), "the note is gone")
 }
+
+// lateIndexer is an informer store whose watch event lands right after an
+// owner-index read has been answered: the answer is the old one, the store
+// is already new when the caller looks at anything else.
+type lateIndexer struct {
+	cache.Indexer
+	afterOwnerRead func()
+}
+
+func (l *lateIndexer) ByIndex(name, value string) ([]interface{}, error) {
+	out, err := l.Indexer.ByIndex(name, value)
+	if name == ByOwnerSelectorUID && l.afterOwnerRead != nil {
+		f := l.afterOwnerRead
+		l.afterOwnerRead = nil
+		f()
+	}
+	return out, err
+}
+
+// The CI-found interleaving: a confirmed claim not in the cache yet, and the
+// watch event landing between the pass's owner-index read and its
+// pending-claim check. The selector must not look unclaimed and get a second
+// inventory.
+func TestAllocatorWatchLandsBetweenIndexAndPending(t *testing.T) {
+	fx := newClaimFixture(t, 5, 2, 1)
+	require.NoError(t, fx.a.allocate(context.Background(), "ns"))
+	bySel, _ := fx.w.claimsOf()
+	require.Len(t, bySel, 1)
+
+	late := &lateIndexer{Indexer: fx.invStore}
+	late.afterOwnerRead = func() { fx.w.sync(fx.invStore, 1) }
+	fx.a.invCache = generic.NewCache[*elementalv1.MachineInventory](late, schema.GroupResource{Resource: "machineinventories"})
+	require.NoError(t, fx.a.allocate(context.Background(), "ns"))
+
+	bySel, refs := fx.w.claimsOf()
+	for uid, held := range bySel {
+		assert.Len(t, held, 1, "selector %s holds %v", uid, held)
+	}
+	assert.Len(t, refs, 1, "one inventory claimed")
+	assert.EqualValues(t, 1, fx.claimed.Load())
+}
