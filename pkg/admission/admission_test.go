@@ -116,9 +116,7 @@ func newHost(t *testing.T) host {
 	_, err = env.Client.CoreV1().Secrets(ns).Create(ctx, secret, metav1.CreateOptions{})
 	require.NoError(t, err)
 	require.NoError(t, credentials.Ensure(ctx, env.Client, mi))
-	bound, _, err := credentials.EnsureBound(ctx, env.Client, mi, true)
-	require.NoError(t, err)
-	token, _, err := credentials.Token(ctx, env.Client, mi, bound, time.Hour)
+	token, _, err := credentials.Token(ctx, env.Client, mi, time.Hour)
 	require.NoError(t, err)
 	agent := kubernetes.NewForConfigOrDie(&rest.Config{Host: env.Config.Host, BearerToken: token, TLSClientConfig: rest.TLSClientConfig{CAData: env.Config.CAData}})
 	h := host{ns: ns, name: mi.Name, agent: agent}

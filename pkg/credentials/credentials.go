@@ -1,8 +1,8 @@
 // Package credentials manages the per-inventory agent credentials: a
 // ServiceAccount, a Role that reaches only the inventory's plan Secret, and a
 // RoleBinding, all named elemental-agent-<inventory> and owned by it; tokens
-// come from the TokenRequest API, bound to the Secret
-// elemental-agent-<inventory>-credential (bound.go; docs/contracts.md, Plan Secret). The registration server
+// come from the TokenRequest API and are revoked by replacing the
+// ServiceAccount (rotation.go; docs/contracts.md, Plan Secret). The registration server
 // creates the ServiceAccount of a new host (EnsureServiceAccount) and issues
 // its token; the inventory controller grants the access (EnsureAccess).
 package credentials
@@ -40,8 +40,10 @@ func Objects(mi *elementalv1.MachineInventory) (*corev1.ServiceAccount, *rbacv1.
 		OwnerReferences: []metav1.OwnerReference{plans.ControllerRef(mi)},
 	}
 	sa := &corev1.ServiceAccount{ObjectMeta: *meta.DeepCopy()}
-	// Every token of an account created by this version is bound (bound.go).
-	sa.Annotations = map[string]string{elementalv1.BoundTokensAnnotation: "true"}
+	if want := rotationOf(mi); want != "" {
+		// Created for this rotation: its tokens are the new ones (rotation.go).
+		sa.Annotations = map[string]string{elementalv1.CredentialRotationAnnotation: want}
+	}
 	role := &rbacv1.Role{
 		ObjectMeta: *meta.DeepCopy(),
 		Rules: []rbacv1.PolicyRule{{
@@ -129,12 +131,12 @@ func ensure(mi *elementalv1.MachineInventory, kind string, create func() error, 
 	return nil
 }
 
-// Token issues a token for mi's ServiceAccount through the TokenRequest API,
-// bound to bound (EnsureBound): it stops working when that Secret goes.
-func Token(ctx context.Context, k8s kubernetes.Interface, mi *elementalv1.MachineInventory, bound *corev1.Secret, ttl time.Duration) (string, time.Time, error) {
+// Token issues a token for mi's ServiceAccount through the TokenRequest API:
+// it stops working when that account is deleted or replaced (Rotate).
+func Token(ctx context.Context, k8s kubernetes.Interface, mi *elementalv1.MachineInventory, ttl time.Duration) (string, time.Time, error) {
 	seconds := int64(ttl / time.Second)
 	tr, err := k8s.CoreV1().ServiceAccounts(mi.Namespace).CreateToken(ctx, Name(mi.Name), &authenticationv1.TokenRequest{
-		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &seconds, BoundObjectRef: boundRef(bound)},
+		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &seconds},
 	}, metav1.CreateOptions{})
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("requesting a token for %s/%s: %w", mi.Namespace, Name(mi.Name), err)
@@ -142,18 +144,10 @@ func Token(ctx context.Context, k8s kubernetes.Interface, mi *elementalv1.Machin
 	return tr.Status.Token, tr.Status.ExpirationTimestamp.Time, nil
 }
 
-// Delete removes the bound Secret and the three objects if they belong to mi
-// (NotFound is fine). Deleting the bound Secret, first, revokes every token
-// issued for the inventory, as does deleting the ServiceAccount.
+// Delete removes the three objects if they belong to mi (NotFound is fine).
+// Deleting the ServiceAccount revokes every token issued for the inventory.
 func Delete(ctx context.Context, k8s kubernetes.Interface, mi *elementalv1.MachineInventory) error {
 	name, ns := Name(mi.Name), mi.Namespace
-	bound := BoundSecretName(mi.Name)
-	if err := deleteOwned(mi, func() (metav1.Object, error) {
-		return k8s.CoreV1().Secrets(ns).Get(ctx, bound, metav1.GetOptions{})
-	},
-		func(o metav1.DeleteOptions) error { return k8s.CoreV1().Secrets(ns).Delete(ctx, bound, o) }); err != nil {
-		return fmt.Errorf("deleting Secret %s/%s: %w", ns, bound, err)
-	}
 	if err := DeleteAccess(ctx, k8s, mi); err != nil {
 		return err
 	}

@@ -100,8 +100,7 @@ func waitSettled(b *testing.B, ns string, hosts int, began time.Time) time.Durat
 		if err != nil {
 			b.Fatal(err)
 		}
-		// Only plan Secrets: the credential Secrets tokens are bound to are
-		// created on the registration path.
+		// Only plan Secrets (the namespace may hold others).
 		plansMade := 0
 		for i := range secrets.Items {
 			if secrets.Items[i].Type == elementalv1.PlanSecretType {

@@ -72,10 +72,10 @@ func annotate(t *testing.T, ns, name, key, value string) {
 	require.NoError(t, err)
 }
 
-// Every token is bound to the inventory's credential Secret: rotating it
-// (annotation), deleting it, or deleting the inventory revokes the token at
-// once, and the host's next registration gets one that works.
-func TestBoundTokenRevocation(t *testing.T) {
+// Every token carries its ServiceAccount's UID: rotating (annotation),
+// deleting the account, or deleting the inventory revokes the token at once,
+// and the host's next registration gets one that works.
+func TestTokenRevocation(t *testing.T) {
 	ctx := context.Background()
 	ns := newNamespace(t)
 	mr := newRegistration(t, ns, "bound", macRegistration())
@@ -88,25 +88,21 @@ func TestBoundTokenRevocation(t *testing.T) {
 
 	mi, err := inventories.Get(ns, name, metav1.GetOptions{})
 	require.NoError(t, err)
-	bound, err := env.Client.CoreV1().Secrets(ns).Get(ctx, credentials.BoundSecretName(name), metav1.GetOptions{})
-	require.NoError(t, err)
-	assert.Equal(t, corev1.SecretTypeOpaque, bound.Type)
-	assert.Equal(t, "true", bound.Labels[elementalv1.ManagedLabel])
-	require.NotNil(t, metav1.GetControllerOf(bound))
-	assert.Equal(t, mi.UID, metav1.GetControllerOf(bound).UID)
 	sa, err := env.Client.CoreV1().ServiceAccounts(ns).Get(ctx, credentials.Name(name), metav1.GetOptions{})
 	require.NoError(t, err)
-	assert.Equal(t, "true", sa.Annotations[elementalv1.BoundTokensAnnotation])
+	require.NotNil(t, metav1.GetControllerOf(sa))
+	assert.Equal(t, mi.UID, metav1.GetControllerOf(sa).UID)
+	assert.Empty(t, sa.Annotations[elementalv1.CredentialRotationAnnotation], "no rotation asked for")
 
-	// A re-registration keeps the bound Secret: earlier tokens stay valid.
+	// A re-registration keeps the account: earlier tokens stay valid.
 	cfg, err = register(t, mr, host{id: id, update: true})
 	require.NoError(t, err)
 	second := cfg.Elemental.SystemAgent.Token
 	readsPlan(t, first, ns, name)
 	readsPlan(t, second, ns, name)
 
-	// Rotation by annotation: the inventory controller replaces the bound
-	// Secret; both tokens are refused, the next registration's works.
+	// Rotation by annotation: the inventory controller replaces the
+	// account; both tokens are refused, the next registration's works.
 	annotate(t, ns, name, elementalv1.RotateCredentialAnnotation, "2026-11-28T12:00:00Z")
 	revoked(t, first, ns, name, "first token after rotation")
 	revoked(t, second, ns, name, "second token after rotation")
@@ -118,42 +114,48 @@ func TestBoundTokenRevocation(t *testing.T) {
 		}
 		return fmt.Errorf("no CredentialRotated event")
 	})
-	rotated, err := env.Client.CoreV1().Secrets(ns).Get(ctx, credentials.BoundSecretName(name), metav1.GetOptions{})
-	require.NoError(t, err)
-	assert.NotEqual(t, bound.UID, rotated.UID)
-	assert.Equal(t, "2026-11-28T12:00:00Z", string(rotated.Data[credentials.KeyRotation]))
+	var rotated *corev1.ServiceAccount
+	eventually(t, 10*time.Second, func() error {
+		rotated, err = env.Client.CoreV1().ServiceAccounts(ns).Get(ctx, sa.Name, metav1.GetOptions{})
+		return err
+	})
+	assert.NotEqual(t, sa.UID, rotated.UID)
+	assert.Equal(t, "2026-11-28T12:00:00Z", rotated.Annotations[elementalv1.CredentialRotationAnnotation])
 	cfg, err = register(t, mr, host{id: id, update: true})
 	require.NoError(t, err)
 	third := cfg.Elemental.SystemAgent.Token
 	readsPlan(t, third, ns, name)
 	revoked(t, first, ns, name, "first token after the next registration")
+	again, err := env.Client.CoreV1().ServiceAccounts(ns).Get(ctx, sa.Name, metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, rotated.UID, again.UID, "a rotation is made once")
 
-	// Deleting the bound Secret revokes at once (nothing waits for a
-	// garbage collector); the next registration creates a new one.
+	// Deleting the account revokes at once (nothing waits for a garbage
+	// collector); the next registration creates a new one.
 	uid := rotated.UID
-	require.NoError(t, env.Client.CoreV1().Secrets(ns).Delete(ctx, rotated.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}}))
-	revoked(t, third, ns, name, "token after deleting its bound Secret")
+	require.NoError(t, env.Client.CoreV1().ServiceAccounts(ns).Delete(ctx, rotated.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}}))
+	revoked(t, third, ns, name, "token after deleting its ServiceAccount")
 	cfg, err = register(t, mr, host{id: id, update: true})
 	require.NoError(t, err)
 	fourth := cfg.Elemental.SystemAgent.Token
 	readsPlan(t, fourth, ns, name)
 
-	// Deleting the inventory deletes the bound Secret (finalizer; no reset
-	// to wait for, the host is not running an agent).
+	// Deleting the inventory deletes the account (finalizer; no reset to
+	// wait for, the host is not running an agent).
 	annotate(t, ns, name, elementalv1.SkipResetAnnotation, "true")
 	require.NoError(t, inventories.Delete(ns, name, &metav1.DeleteOptions{}))
 	revoked(t, fourth, ns, name, "token after deleting the inventory")
 	eventually(t, 30*time.Second, func() error {
-		_, err := env.Client.CoreV1().Secrets(ns).Get(ctx, credentials.BoundSecretName(name), metav1.GetOptions{})
+		_, err := env.Client.CoreV1().ServiceAccounts(ns).Get(ctx, sa.Name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			return nil
 		}
-		return fmt.Errorf("bound Secret still there: %v", err)
+		return fmt.Errorf("ServiceAccount still there: %v", err)
 	})
 }
 
 // An inventory written by an older version: the unkeyed identity label, a
-// ServiceAccount without the bound-tokens mark and an unbound token. The host
+// ServiceAccount without a rotation record and its token. The host
 // re-registers: found (no second inventory) and relabelled; its old token
 // works until a rotation, which replaces the ServiceAccount and revokes it.
 func TestLegacyInventory(t *testing.T) {
@@ -173,7 +175,6 @@ func TestLegacyInventory(t *testing.T) {
 	})
 	require.NoError(t, err)
 	sa, _, _ := credentials.Objects(mi)
-	delete(sa.Annotations, elementalv1.BoundTokensAnnotation)
 	sa, err = env.Client.CoreV1().ServiceAccounts(ns).Create(ctx, sa, metav1.CreateOptions{})
 	require.NoError(t, err)
 	ttl := int64(3600)
@@ -194,25 +195,32 @@ func TestLegacyInventory(t *testing.T) {
 	assert.Equal(t, keyedLabel(t, false, hash), label, "relabelled with the keyed value")
 	assert.NotEqual(t, hash[:32], label)
 	readsPlan(t, cfg.Elemental.SystemAgent.Token, ns, mi.Name)
-	readsPlan(t, legacyToken, ns, mi.Name) // unbound: valid until a rotation
+	readsPlan(t, legacyToken, ns, mi.Name) // valid until a rotation
 
 	annotate(t, ns, mi.Name, elementalv1.RotateCredentialAnnotation, "1")
 	revoked(t, legacyToken, ns, mi.Name, "unbound token after rotation")
-	revoked(t, cfg.Elemental.SystemAgent.Token, ns, mi.Name, "bound token after rotation")
+	revoked(t, cfg.Elemental.SystemAgent.Token, ns, mi.Name, "new token after rotation")
 	now, err := env.Client.CoreV1().ServiceAccounts(ns).Get(ctx, sa.Name, metav1.GetOptions{})
 	require.NoError(t, err)
-	assert.NotEqual(t, sa.UID, now.UID, "the unmarked ServiceAccount was replaced")
-	assert.Equal(t, "true", now.Annotations[elementalv1.BoundTokensAnnotation])
+	assert.NotEqual(t, sa.UID, now.UID, "the older version's ServiceAccount was replaced")
+	assert.Equal(t, "1", now.Annotations[elementalv1.CredentialRotationAnnotation])
 	cfg, err = register(t, mr, host{id: id, update: true})
 	require.NoError(t, err)
 	readsPlan(t, cfg.Elemental.SystemAgent.Token, ns, mi.Name)
 
-	// A second rotation leaves the marked ServiceAccount alone.
+	// A second rotation replaces it again.
 	annotate(t, ns, mi.Name, elementalv1.RotateCredentialAnnotation, "2")
-	revoked(t, cfg.Elemental.SystemAgent.Token, ns, mi.Name, "bound token after the second rotation")
-	again, err := env.Client.CoreV1().ServiceAccounts(ns).Get(ctx, sa.Name, metav1.GetOptions{})
-	require.NoError(t, err)
-	assert.Equal(t, now.UID, again.UID)
+	revoked(t, cfg.Elemental.SystemAgent.Token, ns, mi.Name, "token after the second rotation")
+	eventually(t, 10*time.Second, func() error {
+		again, err := env.Client.CoreV1().ServiceAccounts(ns).Get(ctx, sa.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if again.UID == now.UID || again.Annotations[elementalv1.CredentialRotationAnnotation] != "2" {
+			return fmt.Errorf("ServiceAccount not replaced for the second rotation")
+		}
+		return nil
+	})
 }
 
 // Replicas starting together race to create the identity key: every one

@@ -98,18 +98,17 @@ func (s *Server) commit(c *conversation) (*protocol.Config, error) {
 	if err := s.ensureCredential(ctx, mi, existing == nil); err != nil {
 		return nil, err
 	}
-	// The token is bound to the inventory's credential Secret: deleting or
-	// rotating it revokes the token (pkg/credentials, bound.go). A rotation
-	// the inventory controller has not made yet is made here, so the host
-	// never gets a token that is about to be revoked.
-	bound, rotated, err := credentials.EnsureBound(ctx, s.k8s, mi, existing == nil)
+	// A rotation the inventory controller has not made yet is made here, so
+	// the host never gets a token that is about to be revoked (pkg/credentials,
+	// rotation.go). Without one asked for, this costs nothing.
+	rotated, err := credentials.Rotate(ctx, s.k8s, mi)
 	if err != nil {
 		return nil, s.credentialReply(mi, err)
 	}
 	if rotated {
 		s.recorder.Event(mi, corev1.EventTypeNormal, "CredentialRotated", "every agent token issued before was revoked")
 	}
-	token, expiry, err := credentials.Token(ctx, s.k8s, mi, bound, s.opts.AgentTokenTTL)
+	token, expiry, err := credentials.Token(ctx, s.k8s, mi, s.opts.AgentTokenTTL)
 	if err != nil {
 		return nil, &replyError{"issuing the agent token failed"}
 	}

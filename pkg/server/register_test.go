@@ -162,13 +162,11 @@ func TestRegisterPlainHosts(t *testing.T) {
 	t.Logf("writes for %d new hosts: %v", n, diff(before, after))
 	assert.Equal(t, n, delta("POST machineinventories"), "one inventory write per new host")
 	assert.Zero(t, delta("PATCH machineinventories")+delta("PUT machineinventories"))
-	// On the registration path: the inventory, its ServiceAccount, the
-	// Secret its tokens are bound to, and a TokenRequest (not stored).
-	// Nothing else.
+	// On the registration path: the inventory, its ServiceAccount and a
+	// TokenRequest (not stored). Nothing else.
 	assert.Equal(t, n, delta("POST serviceaccounts"))
 	assert.Equal(t, n, delta("POST serviceaccounts/token"))
-	assert.Equal(t, n, delta("POST secrets"), "the bound credential Secret only: the inventory controller creates the plan Secret")
-	assert.Zero(t, delta("POST roles")+delta("POST rolebindings"), "the inventory controller creates those")
+	assert.Zero(t, delta("POST roles")+delta("POST rolebindings")+delta("POST secrets"), "the inventory controller creates those")
 
 	// Warnings for the skipped templates and keys reached the MR.
 	var reasons []string

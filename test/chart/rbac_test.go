@@ -407,9 +407,7 @@ func runFlow(t *testing.T, ctx context.Context, saCfg *rest.Config, registration
 		}})
 		require.NoError(t, err)
 		require.NoError(t, credentials.Ensure(ctx, saK8s, mi))
-		bound, _, err := credentials.EnsureBound(ctx, saK8s, mi, true)
-		require.NoError(t, err)
-		_, _, err = credentials.Token(ctx, saK8s, mi, bound, time.Hour)
+		_, _, err = credentials.Token(ctx, saK8s, mi, time.Hour)
 		require.NoError(t, err)
 	}
 	eventually(t, time.Minute, func() error {

@@ -45,9 +45,9 @@ type handler struct {
 	deferred *stale.Window // inventory UID → in-progress state held back, and since when (transient.go)
 	// tampers: inventory UID → a tampering found whose status is not written yet (tamper.go).
 	tampers sync.Map
-	// rotations: inventory UID → the rotate-credential value its bound Secret
-	// is known to record (credentials.go). That Secret is not in the plan
-	// Secret cache, so this spares a live read on every pass.
+	// rotations: inventory UID → the rotate-credential value its
+	// ServiceAccount is known to record (credentials.go). Accounts are not
+	// cached, so this spares a live read on every pass.
 	rotations sync.Map
 }
 

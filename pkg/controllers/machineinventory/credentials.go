@@ -93,11 +93,11 @@ func (h *handler) createPlanSecret(ctx context.Context, mi *elementalv1.MachineI
 }
 
 // rotateCredential carries out a rotation asked for with the
-// rotate-credential annotation: the bound Secret is replaced, which revokes
-// every token issued before (pkg/credentials, bound.go). The host gets a new
-// token when it next registers; the registration server makes the same
+// rotate-credential annotation: the ServiceAccount is replaced, which revokes
+// every token issued before (pkg/credentials, rotation.go). The host gets a
+// new token when it next registers; the registration server makes the same
 // rotation itself should the host come first. Without the annotation, or
-// once the bound Secret is known to record its value, this costs nothing.
+// once this rotation is known to be made, this costs nothing.
 func (h *handler) rotateCredential(mi *elementalv1.MachineInventory) error {
 	want := mi.Annotations[elementalv1.RotateCredentialAnnotation]
 	if want == "" {
@@ -108,7 +108,7 @@ func (h *handler) rotateCredential(mi *elementalv1.MachineInventory) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_, rotated, err := credentials.EnsureBound(ctx, h.k8s, mi, false)
+	rotated, err := credentials.Rotate(ctx, h.k8s, mi)
 	if err == nil {
 		h.rotations.Store(mi.UID, want)
 	}

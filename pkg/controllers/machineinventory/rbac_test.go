@@ -32,9 +32,7 @@ func TestNewInventoryGetsItsAgentAccess(t *testing.T) {
 	other := newInventory(t, ns, "host-2", nil)
 	// What the registration server does: the ServiceAccount and a token.
 	require.NoError(t, credentials.EnsureServiceAccount(ctx, env.Client, mi))
-	bound, _, err := credentials.EnsureBound(ctx, env.Client, mi, true)
-	require.NoError(t, err)
-	token, _, err := credentials.Token(ctx, env.Client, mi, bound, time.Hour)
+	token, _, err := credentials.Token(ctx, env.Client, mi, time.Hour)
 	require.NoError(t, err)
 
 	getSecret(t, ns, "host-1")
@@ -140,9 +138,7 @@ func TestRealAgentWaitsForItsAccess(t *testing.T) {
 	mi := newInventory(t, ns, "late", nil)
 	// What the registration server does: the ServiceAccount and a token.
 	require.NoError(t, credentials.EnsureServiceAccount(ctx, env.Client, mi))
-	bound, _, err := credentials.EnsureBound(ctx, env.Client, mi, true)
-	require.NoError(t, err)
-	token, _, err := credentials.Token(ctx, env.Client, mi, bound, time.Hour)
+	token, _, err := credentials.Token(ctx, env.Client, mi, time.Hour)
 	require.NoError(t, err)
 	waitEvent(t, ns, "late", "CredentialConflict", "is not owned by this inventory")
 

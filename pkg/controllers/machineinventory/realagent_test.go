@@ -33,9 +33,7 @@ func TestRealSystemAgent(t *testing.T) {
 	getSecret(t, ns, "host-b")
 	require.NoError(t, credentials.Ensure(ctx, env.Client, mi))
 	require.NoError(t, credentials.Ensure(ctx, env.Client, other))
-	bound, _, err := credentials.EnsureBound(ctx, env.Client, mi, true)
-	require.NoError(t, err)
-	token, expires, err := credentials.Token(ctx, env.Client, mi, bound, 24*time.Hour)
+	token, expires, err := credentials.Token(ctx, env.Client, mi, 24*time.Hour)
 	require.NoError(t, err)
 	assert.True(t, expires.After(time.Now().Add(23*time.Hour)))
 
@@ -185,14 +183,14 @@ func TestRealSystemAgent(t *testing.T) {
 			}
 			return nil
 		})
-		// What the host's next registration gives it: a token bound to the
-		// new credential Secret; restarted with it, the agent applies plans.
+		// What the host's next registration gives it: a token of the new
+		// ServiceAccount; restarted with it, the agent applies plans.
 		mi, err := inventories.Get(ns, "host-a", metav1.GetOptions{})
 		require.NoError(t, err)
-		bound, rotated, err := credentials.EnsureBound(ctx, env.Client, mi, false)
+		rotated, err := credentials.Rotate(ctx, env.Client, mi)
 		require.NoError(t, err)
 		assert.False(t, rotated, "the controller rotated already")
-		token, _, err = credentials.Token(ctx, env.Client, mi, bound, 24*time.Hour)
+		token, _, err = credentials.Token(ctx, env.Client, mi, 24*time.Hour)
 		require.NoError(t, err)
 		agent.Stop()
 		agent = startAgent()

@@ -55,9 +55,7 @@ func TestQuarantineMovesANotReadySelector(t *testing.T) {
 		}})
 		require.NoError(t, err)
 		require.NoError(t, credentials.Ensure(ctx, env.Client, mi)) // the registration server's part
-		bound, _, err := credentials.EnsureBound(ctx, env.Client, mi, true)
-		require.NoError(t, err)
-		token, _, err := credentials.Token(ctx, env.Client, mi, bound, time.Hour)
+		token, _, err := credentials.Token(ctx, env.Client, mi, time.Hour)
 		require.NoError(t, err)
 		opts := testenv.AgentOptionsFor(env.Config, token, ns, name)
 		opts.Stubs = stubs

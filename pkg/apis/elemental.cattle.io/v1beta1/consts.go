@@ -21,11 +21,10 @@ const (
 	// MachineInventory: any new value revokes every agent token issued
 	// before it; the host gets a new one when it next registers.
 	RotateCredentialAnnotation = Prefix + "rotate-credential"
-	// BoundTokensAnnotation (Extension) marks an agent ServiceAccount whose
-	// tokens are all bound to the inventory's credential Secret; one without
-	// it may have unbound tokens from an older version, so a rotation
-	// replaces it.
-	BoundTokensAnnotation = Prefix + "bound-tokens"
+	// CredentialRotationAnnotation (Extension), on an agent ServiceAccount:
+	// the rotate-credential value it was created for. A different value on
+	// the inventory replaces the account, revoking its tokens.
+	CredentialRotationAnnotation = Prefix + "credential-rotation"
 	// PlanChecksumAnnotation and PlanRecordAnnotation (Extension) are the
 	// operator's record of the plan it wrote into a plan Secret: the sha256 of
 	// data.plan and the plan itself (base64 of gzip), written with the plan in
