@@ -77,6 +77,50 @@ func Ensure(ctx context.Context, k8s kubernetes.Interface, mi *elementalv1.Machi
 	return EnsureAccess(ctx, k8s, mi)
 }
 
+// Repair is Ensure for a known host, whose objects nearly always exist: each
+// is read first, from the API server's watch cache (resourceVersion 0: no
+// etcd round trip, and far cheaper than a create refused as AlreadyExists),
+// and only a missing one is created. A read that lags a deletion only
+// delays the repair to the next registration; one that lags a creation
+// falls back to ensure's create-then-read.
+func Repair(ctx context.Context, k8s kubernetes.Interface, mi *elementalv1.MachineInventory) error {
+	name, ns := Name(mi.Name), mi.Namespace
+	cached := metav1.GetOptions{ResourceVersion: "0"}
+	check := func(kind string, obj metav1.Object, err error) (missing bool, _ error) {
+		switch {
+		case apierrors.IsNotFound(err):
+			return true, nil
+		case err != nil:
+			return false, fmt.Errorf("reading %s %s/%s: %w", kind, ns, name, err)
+		case !owned(obj, mi):
+			return false, fmt.Errorf("%s %s/%s: %w", kind, ns, name, ErrConflict)
+		}
+		return false, nil
+	}
+	sa, err := k8s.CoreV1().ServiceAccounts(ns).Get(ctx, name, cached)
+	if missing, err := check("ServiceAccount", sa, err); err != nil {
+		return err
+	} else if missing {
+		if err := EnsureServiceAccount(ctx, k8s, mi); err != nil {
+			return err
+		}
+	}
+	role, err := k8s.RbacV1().Roles(ns).Get(ctx, name, cached)
+	roleMissing, err := check("Role", role, err)
+	if err != nil {
+		return err
+	}
+	rb, err := k8s.RbacV1().RoleBindings(ns).Get(ctx, name, cached)
+	rbMissing, err := check("RoleBinding", rb, err)
+	if err != nil {
+		return err
+	}
+	if roleMissing || rbMissing {
+		return EnsureAccess(ctx, k8s, mi)
+	}
+	return nil
+}
+
 // EnsureServiceAccount creates mi's ServiceAccount unless it exists: all a
 // token needs. The registration server calls it for new hosts; the Role and
 // RoleBinding that give the token its access follow from the inventory

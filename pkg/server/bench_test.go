@@ -26,6 +26,9 @@ import (
 // (settled-s), the CPU time of this process, kube-apiserver and etcd, and the
 // API requests of every client. With BENCH_PROFILE=<dir> it also writes CPU
 // profiles of this process and kube-apiserver (BENCH_PROFILE_SECONDS, 5).
+// With BENCH_REREGISTER=1 the same hosts then register again, all of them
+// known (what Elemental OS's periodic re-registration does), and the
+// re-registration figures are reported with the prefix re-.
 func BenchmarkRegistration(b *testing.B) {
 	hosts, clients := envInt("BENCH_HOSTS", 1000), envInt("BENCH_CLIENTS", 50)
 	ns, err := env.NewNamespace(context.Background(), "bench")
@@ -67,23 +70,43 @@ func BenchmarkRegistration(b *testing.B) {
 	d := diff(before, after)
 	res.report(b, "")
 	b.ReportMetric(float64(d["POST machineinventories"]+d["PATCH machineinventories"]+d["PUT machineinventories"])/float64(hosts), "mi-writes/host")
-	pathWrites := 0
-	for k, v := range d {
-		// A TokenRequest is not stored; Events are written in the background.
-		if k != "POST serviceaccounts/token" && k != "POST events" {
-			pathWrites += v
-		}
-	}
-	b.ReportMetric(float64(pathWrites)/float64(hosts), "path-writes/host")
+	b.ReportMetric(float64(pathWrites(d))/float64(hosts), "path-writes/host")
 	b.ReportMetric(settled.Seconds(), "settled-s")
 	b.ReportMetric(float64(res.failures), "failures")
+	printWrites(d, hosts, "")
+	if envInt("BENCH_REREGISTER", 0) > 0 {
+		before := writes.Snapshot()
+		again := burst(mr.Status.RegistrationURL, hostCA, hosts, clients, 0)
+		d := diff(before, writes.Snapshot())
+		again.report(b, "re-")
+		b.ReportMetric(float64(again.failures), "re-failures")
+		b.ReportMetric(float64(pathWrites(d))/float64(hosts), "re-path-writes/host")
+		fmt.Printf("re-registration of %d known hosts: %.1f registrations/s, p50 %s, p99 %s, %d failures, %s\n",
+			hosts, again.rate(), again.pct(50), again.pct(99), again.failures, again.cpu(hosts))
+		printWrites(d, hosts, "re-")
+	}
+}
+
+// pathWrites counts the stored objects written: a TokenRequest is not one,
+// Events are written in the background.
+func pathWrites(d map[string]int) int {
+	n := 0
+	for k, v := range d {
+		if k != "POST serviceaccounts/token" && k != "POST events" {
+			n += v
+		}
+	}
+	return n
+}
+
+func printWrites(d map[string]int, hosts int, prefix string) {
 	keys := make([]string, 0, len(d))
 	for k := range d {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		fmt.Printf("writes %-40s %6d  (%.2f/host)\n", k, d[k], float64(d[k])/float64(hosts))
+		fmt.Printf("%swrites %-40s %6d  (%.2f/host)\n", prefix, k, d[k], float64(d[k])/float64(hosts))
 	}
 }
 
@@ -92,7 +115,7 @@ func BenchmarkRegistration(b *testing.B) {
 // began.
 func waitSettled(b *testing.B, ns string, hosts int, began time.Time) time.Duration {
 	ctx := context.Background()
-	deadline := time.Now().Add(5 * time.Minute)
+	deadline := time.Now().Add(max(5*time.Minute, time.Duration(hosts)*60*time.Millisecond))
 	// From the watch cache, twice a second: cheap enough not to matter.
 	opts := metav1.ListOptions{ResourceVersion: "0"}
 	for {

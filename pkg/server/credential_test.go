@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -251,4 +252,62 @@ func TestIdentityKeyRace(t *testing.T) {
 	assert.NotEqual(t, a, b)
 	hash := hashOf("52:54:00:00:00:01")
 	assert.NotEqual(t, server.IdentityLabel(a, false, hash), server.IdentityLabel(b, false, hash))
+}
+
+// A known host's re-registration repairs the access an admin (or a bad
+// cleanup) removed, reading first and creating only what is missing; a Role
+// of that name that is someone else's is never taken over.
+func TestReRegistrationRepairsAccess(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	mr := newRegistration(t, ns, "repair", macRegistration())
+	const id = "52:54:00:7e:9a:01"
+	cfg, err := register(t, mr, host{id: id})
+	require.NoError(t, err)
+	name := cfg.Elemental.SystemAgent.SecretName
+	readsPlan(t, cfg.Elemental.SystemAgent.Token, ns, name)
+	mi, err := inventories.Get(ns, name, metav1.GetOptions{})
+	require.NoError(t, err)
+
+	rbac := env.Client.RbacV1()
+	require.NoError(t, rbac.Roles(ns).Delete(ctx, credentials.Name(name), metav1.DeleteOptions{}))
+	require.NoError(t, rbac.RoleBindings(ns).Delete(ctx, credentials.Name(name), metav1.DeleteOptions{}))
+	before := writes.Snapshot()
+	eventually(t, 20*time.Second, func() error {
+		// The server reads from the API server's watch cache: a read that
+		// still shows the deleted objects repairs at the next registration.
+		cfg, err = register(t, mr, host{id: id, update: true})
+		if err != nil {
+			return err
+		}
+		_, err := agentClient(t, cfg.Elemental.SystemAgent.Token).CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+		return err
+	})
+	d := diff(before, writes.Snapshot())
+	assert.Zero(t, d["POST serviceaccounts"], "the ServiceAccount was there: read, not created again")
+	assert.Positive(t, d["POST roles"])
+	assert.Positive(t, d["POST rolebindings"])
+	role, err := rbac.Roles(ns).Get(ctx, credentials.Name(name), metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, mi.UID, metav1.GetControllerOf(role).UID)
+
+	// Someone else's Role of that name: the host is told, the Role stays.
+	require.NoError(t, rbac.Roles(ns).Delete(ctx, credentials.Name(name), metav1.DeleteOptions{}))
+	foreign := role.DeepCopy()
+	foreign.ObjectMeta = metav1.ObjectMeta{Namespace: ns, Name: role.Name}
+	_, err = rbac.Roles(ns).Create(ctx, foreign, metav1.CreateOptions{})
+	require.NoError(t, err)
+	eventually(t, 20*time.Second, func() error {
+		_, err := register(t, mr, host{id: id, update: true})
+		if err == nil {
+			return fmt.Errorf("re-registration succeeded over a foreign Role")
+		}
+		if !strings.Contains(err.Error(), "conflicts with an existing object") {
+			return fmt.Errorf("want the conflict, got %v", err)
+		}
+		return nil
+	})
+	got, err := rbac.Roles(ns).Get(ctx, credentials.Name(name), metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.Nil(t, metav1.GetControllerOf(got), "the foreign Role is left as it was")
 }

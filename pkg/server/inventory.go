@@ -236,8 +236,9 @@ func (s *Server) updateInventory(ctx context.Context, mi *elementalv1.MachineInv
 // (see docs/contracts.md, Plan Secret). A re-registration repairs whatever
 // is missing, in the order of inventory.AccessSteps: the plan Secret's name
 // is read live first, access (ServiceAccount, Role, RoleBinding) is granted
-// only when that name is not someone else's Secret, and a missing plan
-// Secret is created last.
+// only when that name is not someone else's Secret (read first, from the
+// API server's watch cache: credentials.Repair), and a missing plan Secret
+// is created last.
 func (s *Server) ensureCredential(ctx context.Context, mi *elementalv1.MachineInventory, created bool) error {
 	if created {
 		return s.credentialReply(mi, credentials.EnsureServiceAccount(ctx, s.k8s, mi))
@@ -256,7 +257,7 @@ func (s *Server) ensureCredential(ctx context.Context, mi *elementalv1.MachineIn
 	for _, step := range inventory.AccessSteps(state, true) {
 		switch step {
 		case inventory.GrantAccess:
-			if err := s.credentialReply(mi, credentials.Ensure(ctx, s.k8s, mi)); err != nil {
+			if err := s.credentialReply(mi, credentials.Repair(ctx, s.k8s, mi)); err != nil {
 				return err
 			}
 		case inventory.CreatePlanSecret:
