@@ -116,43 +116,47 @@ func Install(ctx context.Context, k8s kubernetes.Interface) error {
 	if err != nil {
 		return err
 	}
-	policies := k8s.AdmissionregistrationV1().ValidatingAdmissionPolicies()
-	err = createOrUpdate("ValidatingAdmissionPolicy", policy.Name,
-		func() error { _, err := policies.Create(ctx, policy.DeepCopy(), metav1.CreateOptions{}); return err },
-		func() error {
-			existing, err := policies.Get(ctx, policy.Name, metav1.GetOptions{})
-			if err != nil {
-				return err
-			}
-			update := existing.DeepCopy()
-			update.Labels = labels.Merge(update.Labels, policy.Labels)
-			update.Annotations = labels.Merge(update.Annotations, policy.Annotations)
-			update.Spec = policy.Spec
-			if apiequality.Semantic.DeepEqual(existing, update) {
-				return nil
-			}
-			_, err = policies.Update(ctx, update, metav1.UpdateOptions{})
-			return err
-		})
+	err = apply(ctx, "ValidatingAdmissionPolicy", k8s.AdmissionregistrationV1().ValidatingAdmissionPolicies(), policy,
+		func(dst, src *admissionv1.ValidatingAdmissionPolicy) { dst.Spec = src.Spec })
 	if err != nil {
 		return err
 	}
-	bindings := k8s.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings()
-	return createOrUpdate("ValidatingAdmissionPolicyBinding", binding.Name,
-		func() error { _, err := bindings.Create(ctx, binding.DeepCopy(), metav1.CreateOptions{}); return err },
+	return apply(ctx, "ValidatingAdmissionPolicyBinding", k8s.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings(), binding,
+		func(dst, src *admissionv1.ValidatingAdmissionPolicyBinding) { dst.Spec = src.Spec })
+}
+
+// object is what apply needs of a typed API object.
+type object[T any] interface {
+	metav1.Object
+	DeepCopy() T
+}
+
+// typedClient is the part of a client-go typed client apply uses.
+type typedClient[T any] interface {
+	Create(context.Context, T, metav1.CreateOptions) (T, error)
+	Get(context.Context, string, metav1.GetOptions) (T, error)
+	Update(context.Context, T, metav1.UpdateOptions) (T, error)
+}
+
+// apply creates want or, when it exists, brings its labels, annotations and
+// spec (setSpec) in line, writing only on a difference.
+func apply[T object[T]](ctx context.Context, kind string, c typedClient[T], want T, setSpec func(dst, src T)) error {
+	name := want.GetName()
+	return createOrUpdate(kind, name,
+		func() error { _, err := c.Create(ctx, want.DeepCopy(), metav1.CreateOptions{}); return err },
 		func() error {
-			existing, err := bindings.Get(ctx, binding.Name, metav1.GetOptions{})
+			existing, err := c.Get(ctx, name, metav1.GetOptions{})
 			if err != nil {
 				return err
 			}
 			update := existing.DeepCopy()
-			update.Labels = labels.Merge(update.Labels, binding.Labels)
-			update.Annotations = labels.Merge(update.Annotations, binding.Annotations)
-			update.Spec = binding.Spec
+			update.SetLabels(labels.Merge(update.GetLabels(), want.GetLabels()))
+			update.SetAnnotations(labels.Merge(update.GetAnnotations(), want.GetAnnotations()))
+			setSpec(update, want)
 			if apiequality.Semantic.DeepEqual(existing, update) {
 				return nil
 			}
-			_, err = bindings.Update(ctx, update, metav1.UpdateOptions{})
+			_, err = c.Update(ctx, update, metav1.UpdateOptions{})
 			return err
 		})
 }

@@ -55,8 +55,8 @@ func Register(version string) {
 			RegistrationRefusals,
 			InventoriesQuarantined,
 			RegistrationTLSReloads,
-			inventoryCollector{},
-			templateCollector{},
+			inventoriesGauge,
+			templateGauge,
 		)
 		lassometrics.MustRegisterWithWorkqueue(Registry)
 		// Export zero error counts rather than no series at all.
@@ -142,47 +142,34 @@ var (
 		Help: "Changes of the registration TLS Secret by result (loaded, invalid: the last good certificate is kept, deleted).",
 	}, []string{"result"})
 
-	inventoriesDesc = prometheus.NewDesc(namespace+"_inventories",
-		"MachineInventories by namespace and state (free, claimed, other), from the operator's cache.",
-		[]string{"namespace", "state"}, nil)
-
-	inventoryMu     sync.Mutex
-	inventorySource func() map[[2]string]int
+	inventoriesGauge = &scraped[map[[2]string]int]{
+		desc: prometheus.NewDesc(namespace+"_inventories",
+			"MachineInventories by namespace and state (free, claimed, other), from the operator's cache.",
+			[]string{"namespace", "state"}, nil),
+		emit: func(ch chan<- prometheus.Metric, desc *prometheus.Desc, counts map[[2]string]int) {
+			for k, v := range counts {
+				ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, float64(v), k[0], k[1])
+			}
+		},
+	}
+	templateGauge = &scraped[[]TemplateInventories]{
+		desc: prometheus.NewDesc(namespace+"_template_inventories",
+			"Inventories a MachineInventorySelectorTemplate's selector matches, by class (available, claimed, cordoned, pendingApproval, notReady, deleting): its status counts.",
+			[]string{"namespace", "template", "class"}, nil),
+		emit: func(ch chan<- prometheus.Metric, desc *prometheus.Desc, templates []TemplateInventories) {
+			for _, t := range templates {
+				for class, v := range t.ByClass {
+					ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, float64(v), t.Namespace, t.Template, class)
+				}
+			}
+		},
+	}
 )
 
 // SetInventorySource sets what the inventories gauge reports at scrape time:
 // counts keyed by {namespace, state}. Computed from a cache when scraped, so
 // it costs nothing between scrapes.
-func SetInventorySource(f func() map[[2]string]int) {
-	inventoryMu.Lock()
-	defer inventoryMu.Unlock()
-	inventorySource = f
-}
-
-type inventoryCollector struct{}
-
-func (inventoryCollector) Describe(ch chan<- *prometheus.Desc) { ch <- inventoriesDesc }
-
-func (inventoryCollector) Collect(ch chan<- prometheus.Metric) {
-	inventoryMu.Lock()
-	f := inventorySource
-	inventoryMu.Unlock()
-	if f == nil {
-		return
-	}
-	for k, v := range f() {
-		ch <- prometheus.MustNewConstMetric(inventoriesDesc, prometheus.GaugeValue, float64(v), k[0], k[1])
-	}
-}
-
-var (
-	templateDesc = prometheus.NewDesc(namespace+"_template_inventories",
-		"Inventories a MachineInventorySelectorTemplate's selector matches, by class (available, claimed, cordoned, pendingApproval, notReady, deleting): its status counts.",
-		[]string{"namespace", "template", "class"}, nil)
-
-	templateMu     sync.Mutex
-	templateSource func() []TemplateInventories
-)
+func SetInventorySource(f func() map[[2]string]int) { inventoriesGauge.set(f) }
 
 // TemplateInventories is one template's counts by class.
 type TemplateInventories struct {
@@ -193,26 +180,30 @@ type TemplateInventories struct {
 // SetTemplateSource sets what the template gauge reports at scrape time.
 // Being computed from the templates that exist when scraped, a deleted
 // template's series disappear with it: no stale series to delete.
-func SetTemplateSource(f func() []TemplateInventories) {
-	templateMu.Lock()
-	defer templateMu.Unlock()
-	templateSource = f
+func SetTemplateSource(f func() []TemplateInventories) { templateGauge.set(f) }
+
+// scraped is a gauge computed from its source (set at start-up) when
+// scraped.
+type scraped[T any] struct {
+	desc   *prometheus.Desc
+	emit   func(ch chan<- prometheus.Metric, desc *prometheus.Desc, v T)
+	mu     sync.Mutex
+	source func() T
 }
 
-type templateCollector struct{}
+func (s *scraped[T]) set(f func() T) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.source = f
+}
 
-func (templateCollector) Describe(ch chan<- *prometheus.Desc) { ch <- templateDesc }
+func (s *scraped[T]) Describe(ch chan<- *prometheus.Desc) { ch <- s.desc }
 
-func (templateCollector) Collect(ch chan<- prometheus.Metric) {
-	templateMu.Lock()
-	f := templateSource
-	templateMu.Unlock()
-	if f == nil {
-		return
-	}
-	for _, t := range f() {
-		for class, v := range t.ByClass {
-			ch <- prometheus.MustNewConstMetric(templateDesc, prometheus.GaugeValue, float64(v), t.Namespace, t.Template, class)
-		}
+func (s *scraped[T]) Collect(ch chan<- prometheus.Metric) {
+	s.mu.Lock()
+	f := s.source
+	s.mu.Unlock()
+	if f != nil {
+		s.emit(ch, s.desc, f())
 	}
 }
