@@ -65,7 +65,15 @@ type Verdict struct {
 	// Spread is set when free inventories match but the selector's topology
 	// spread holds it back (DoNotSchedule); it names the short domain.
 	Spread string
+	// Holds is the pool's claims per domain when Spread was decided: shown
+	// with it, but not part of the verdict's identity (sameAs), since it
+	// moves with every claim in the pool.
+	Holds string
 }
+
+// sameAs: the two verdicts say the same thing to an admin; a verdict that
+// only differs in Holds is no news and costs no status write.
+func (v Verdict) sameAs(o Verdict) bool { return v.ClaimErr == o.ClaimErr && v.Spread == o.Spread }
 
 // claimWriter is the one write the allocator makes: the claim, an Update
 // guarded by the inventory's resourceVersion (the inventory controller's
@@ -221,13 +229,14 @@ func (a *allocator) recordClaim(mis *elementalv1.MachineInventorySelector, mi, c
 }
 
 // judge records why a selector was left waiting and, when that is news,
-// tells the selector handler.
+// tells the selector handler. A verdict that differs only in Holds is kept
+// (the handler shows it when it next refreshes the message) but is no news.
 func (a *allocator) judge(mis *elementalv1.MachineInventorySelector, v Verdict) {
 	a.mu.Lock()
 	old, had := a.verdicts[mis.UID]
 	a.verdicts[mis.UID] = v
 	a.mu.Unlock()
-	if !had || old != v {
+	if !had || !old.sameAs(v) {
 		a.onJudged(mis)
 	}
 }
@@ -335,8 +344,15 @@ func (a *allocator) allocate(ctx context.Context, ns string) error {
 	}
 	var free []*elementalv1.MachineInventory
 	for _, mi := range freeList {
-		if inventory.Free(mi) && !a.inventoryPending(mi) {
-			free = append(free, mi)
+		if a.inventoryPending(mi) {
+			continue
+		}
+		// Read again after the pending check, as in waiting: a claim of ours
+		// is forgotten once the cache shows it, so this read sees it; the
+		// index's copy may predate it, and claiming from it would conflict.
+		cur, err := a.invCache.Get(mi.Namespace, mi.Name)
+		if err == nil && inventory.Free(cur) {
+			free = append(free, cur)
 		}
 	}
 	if len(free) == 0 {
@@ -383,7 +399,8 @@ func (a *allocator) allocate(ctx context.Context, ns string) error {
 	}
 	for _, w := range waiting {
 		if !paired[w.mis.UID] {
-			a.judge(w.mis, Verdict{Spread: held[w.mis.UID]})
+			h := held[w.mis.UID]
+			a.judge(w.mis, Verdict{Spread: h.reason, Holds: h.holds})
 		}
 	}
 	return nil
@@ -400,7 +417,7 @@ type pair struct {
 // A selector with a topology spread first narrows its candidates to the
 // least used domain of its pool (counts, by spreadKey, updated as this pass
 // pairs), or is held with the reason returned by selector UID.
-func decide(waiting []waitingSelector, free []*elementalv1.MachineInventory, counts domainCounts) ([]pair, map[types.UID]string) {
+func decide(waiting []waitingSelector, free []*elementalv1.MachineInventory, counts domainCounts) ([]pair, map[types.UID]hold) {
 	taken := make([]bool, len(free))
 	// Bucket free inventories by label pair so a matchLabels selector only
 	// looks at inventories that can match.
@@ -415,7 +432,7 @@ func decide(waiting []waitingSelector, free []*elementalv1.MachineInventory, cou
 		all[i] = i
 	}
 	var pairs []pair
-	held := map[types.UID]string{}
+	held := map[types.UID]hold{}
 	for _, w := range waiting {
 		candidates := all
 		for k, v := range w.mis.Spec.Selector.MatchLabels {
@@ -443,10 +460,10 @@ func decide(waiting []waitingSelector, free []*elementalv1.MachineInventory, cou
 				counts[key] = map[string]int{}
 			}
 			pool = counts[key]
-			var reason string
-			if matching, reason = narrow(ts, pool, matching, free); len(matching) == 0 {
-				if reason != "" {
-					held[w.mis.UID] = reason
+			var why hold
+			if matching, why = narrow(ts, pool, matching, free); len(matching) == 0 {
+				if why.reason != "" {
+					held[w.mis.UID] = why
 				}
 				continue
 			}

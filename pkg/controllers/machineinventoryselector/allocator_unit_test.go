@@ -124,3 +124,38 @@ func TestDecide(t *testing.T) {
 		})
 	}
 }
+
+// A waiting selector hears from the allocator (and so its status is
+// written) only when its verdict says something new: passes that leave it
+// waiting for the same reason while the pool's counts move are no news,
+// though the newest counts are kept for the message's next refresh.
+func TestJudgeWakesOnlyOnNews(t *testing.T) {
+	a := newAllocator(nil, nil, nil)
+	woken := 0
+	a.onJudged = func(*elementalv1.MachineInventorySelector) { woken++ }
+	mis := waitingFor(t, "s", elementalv1.LabelSelector{}).mis
+	short := `topology spread (maxSkew 1, DoNotSchedule): waiting for a free inventory in zone="c"`
+	steps := []struct {
+		v    Verdict
+		news bool
+	}{
+		{Verdict{}, true},  // first verdict: nothing free
+		{Verdict{}, false}, // same
+		{Verdict{Spread: short, Holds: `{"a": 1, "b": 1}`}, true}, // now the spread holds it
+		{Verdict{Spread: short, Holds: `{"a": 2, "b": 1}`}, false},
+		{Verdict{Spread: short, Holds: `{"a": 2, "b": 2}`}, false},
+		{Verdict{ClaimErr: "claiming inventory x: forbidden"}, true},
+		{Verdict{}, true},
+	}
+	want := 0
+	for i, s := range steps {
+		a.judge(mis, s.v)
+		if s.news {
+			want++
+		}
+		require.Equal(t, want, woken, "step %d", i)
+		got, ok := a.verdict(mis.UID)
+		require.True(t, ok)
+		assert.Equal(t, s.v, got, "the newest verdict is kept, counts included")
+	}
+}
