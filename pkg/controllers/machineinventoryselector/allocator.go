@@ -412,11 +412,14 @@ type pair struct {
 }
 
 // decide pairs waiting selectors (oldest first) with free inventories (sorted
-// by name). Each selector walks its matching candidates from fnv32a(UID) mod n,
-// wrapping: deterministic, and spread so replacement passes rarely collide.
-// A selector with a topology spread first narrows its candidates to the
-// least used domain of its pool (counts, by spreadKey, updated as this pass
-// pairs), or is held with the reason returned by selector UID.
+// by name). Each selector walks its candidates from fnv32a(UID) mod n,
+// wrapping, and takes the first one it matches that is still free:
+// deterministic, spread so replacement passes rarely collide, and a pass
+// over many waiting selectors and free inventories costs about one match per
+// selector (and domain), not one per pair. A selector with a topology spread
+// walks the candidates of each domain that way, then claims in the least
+// used domain of its pool that has one (counts, by spreadKey, updated as
+// this pass pairs), or is held with the reason returned by selector UID.
 func decide(waiting []waitingSelector, free []*elementalv1.MachineInventory, counts domainCounts) ([]pair, map[types.UID]hold) {
 	taken := make([]bool, len(free))
 	// Bucket free inventories by label pair so a matchLabels selector only
@@ -433,6 +436,7 @@ func decide(waiting []waitingSelector, free []*elementalv1.MachineInventory, cou
 	}
 	var pairs []pair
 	held := map[types.UID]hold{}
+	byDomain := map[string]domainMembers{} // every free inventory by domain, per topology key
 	for _, w := range waiting {
 		candidates := all
 		for k, v := range w.mis.Spec.Selector.MatchLabels {
@@ -440,44 +444,101 @@ func decide(waiting []waitingSelector, free []*elementalv1.MachineInventory, cou
 				candidates = b
 			}
 		}
-		var matching []int
-		for _, i := range candidates {
-			if !taken[i] && w.selector.Matches(labels.Set(free[i].Labels)) {
-				matching = append(matching, i)
+		ts := spreadOf(w.mis)
+		if ts == nil {
+			if i, ok := firstFree(w, candidates, taken, free); ok {
+				taken[i] = true
+				pairs = append(pairs, pair{mis: w.mis, mi: free[i]})
 			}
-		}
-		if len(matching) == 0 {
 			continue
 		}
-		var pool map[string]int
-		ts := spreadOf(w.mis)
-		if ts != nil {
-			key := spreadKey(w.pool, ts.TopologyKey)
-			if counts[key] == nil {
-				if counts == nil {
-					counts = domainCounts{}
-				}
-				counts[key] = map[string]int{}
-			}
-			pool = counts[key]
-			var why hold
-			if matching, why = narrow(ts, pool, matching, free); len(matching) == 0 {
-				if why.reason != "" {
-					held[w.mis.UID] = why
-				}
-				continue
+		// The domains where it matches a free inventory, the first such
+		// inventory in each (walked as above), and the pool's choice among them.
+		members := domainsOf(ts.TopologyKey, candidates, len(candidates) == len(free), free, byDomain)
+		var domains []string
+		first := map[string]int{}
+		for _, d := range members.domains {
+			if i, ok := firstFree(w, members.of[d], taken, free); ok {
+				domains = append(domains, d)
+				first[d] = i
 			}
 		}
-		h := fnv.New32a()
-		_, _ = h.Write([]byte(w.mis.UID))
-		i := matching[int(h.Sum32()%uint32(len(matching)))]
+		key := spreadKey(w.pool, ts.TopologyKey)
+		if counts[key] == nil {
+			if counts == nil {
+				counts = domainCounts{}
+			}
+			counts[key] = map[string]int{}
+		}
+		pool := counts[key]
+		for _, d := range domains {
+			if _, known := pool[d]; !known {
+				pool[d] = 0
+			}
+		}
+		d, ok, why := spreadChoice(ts, pool, domains)
+		if !ok {
+			if why.reason != "" {
+				held[w.mis.UID] = why
+			}
+			continue
+		}
+		i := first[d]
 		taken[i] = true
-		if ts != nil {
-			pool[domainOf(free[i].Labels, ts.TopologyKey)]++
-		}
+		pool[d]++
 		pairs = append(pairs, pair{mis: w.mis, mi: free[i]})
 	}
 	return pairs, held
+}
+
+// domainMembers are free inventories (indexes into free, ascending) by
+// domain of one topology key; domains sorted.
+type domainMembers struct {
+	domains []string
+	of      map[string][]int
+}
+
+// domainsOf groups candidates by domain of key. The grouping of all free
+// inventories is built once per pass and topology key (byDomain); a
+// narrower candidate list (a matchLabels bucket) is grouped on its own.
+func domainsOf(key string, candidates []int, all bool, free []*elementalv1.MachineInventory, byDomain map[string]domainMembers) domainMembers {
+	if all {
+		if m, ok := byDomain[key]; ok {
+			return m
+		}
+	}
+	m := domainMembers{of: map[string][]int{}}
+	for _, i := range candidates {
+		d := domainOf(free[i].Labels, key)
+		if _, seen := m.of[d]; !seen {
+			m.domains = append(m.domains, d)
+		}
+		m.of[d] = append(m.of[d], i)
+	}
+	sort.Strings(m.domains)
+	if all {
+		byDomain[key] = m
+	}
+	return m
+}
+
+// firstFree walks candidates (indexes into free) from fnv32a(UID) mod n,
+// wrapping, to the first one not taken that the selector matches.
+func firstFree(w waitingSelector, candidates []int, taken []bool, free []*elementalv1.MachineInventory) (int, bool) {
+	n := len(candidates)
+	if n == 0 {
+		return 0, false
+	}
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(w.mis.UID))
+	start := int(h.Sum32() % uint32(n))
+	for k := 0; k < n; k++ {
+		i := candidates[(start+k)%n]
+		if !taken[i] && w.selector.Matches(labels.Set(free[i].Labels)) {
+			return i, true
+		}
+	}
+	return 0, false
 }
 
 // claim is the one optimistic-locked write that pairs them: the inventory

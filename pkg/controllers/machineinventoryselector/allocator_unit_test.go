@@ -1,6 +1,7 @@
 package machineinventoryselector
 
 import (
+	"fmt"
 	"hash/fnv"
 	"testing"
 
@@ -157,5 +158,39 @@ func TestJudgeWakesOnlyOnNews(t *testing.T) {
 		got, ok := a.verdict(mis.UID)
 		require.True(t, ok)
 		assert.Equal(t, s.v, got, "the newest verdict is kept, counts included")
+	}
+}
+
+// BenchmarkDecide: one pass pairing every waiting selector of a burst with
+// a free inventory (the bench's shape: one label, every inventory matches),
+// with and without a topology spread over 3 zones.
+func BenchmarkDecide(b *testing.B) {
+	for _, size := range []struct{ waiting, free int }{{1000, 1000}, {1000, 10000}} {
+		for _, spread := range []bool{false, true} {
+			b.Run(fmt.Sprintf("waiting=%d/free=%d/spread=%v", size.waiting, size.free, spread), func(b *testing.B) {
+				free := make([]*elementalv1.MachineInventory, size.free)
+				for i := range free {
+					free[i] = unitInventory(fmt.Sprintf("host-%05d", i), map[string]string{"element": "fire", zoneKey: fmt.Sprintf("zone-%d", i%3)})
+				}
+				var ts *elementalv1.TopologySpread
+				if spread {
+					ts = &elementalv1.TopologySpread{TopologyKey: zoneKey}
+				}
+				waiting := make([]waitingSelector, size.waiting)
+				for i := range waiting {
+					w := waitingFor(&testing.T{}, fmt.Sprintf("m-%05d", i), elementalv1.LabelSelector{MatchLabels: map[string]string{"element": "fire"}})
+					w.mis.Spec.TopologySpread = ts
+					w.pool = poolOf(w.mis)
+					waiting[i] = w
+				}
+				b.ResetTimer()
+				for n := 0; n < b.N; n++ {
+					pairs, _ := decide(waiting, free, nil)
+					if len(pairs) != size.waiting {
+						b.Fatalf("paired %d of %d", len(pairs), size.waiting)
+					}
+				}
+			})
+		}
 	}
 }

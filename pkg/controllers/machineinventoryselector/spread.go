@@ -74,29 +74,6 @@ func spreadKey(pool, topologyKey string) string { return pool + "\x00" + topolog
 // a waiting selector's status is not rewritten as the pool fills.
 type hold struct{ reason, holds string }
 
-// narrow keeps the matching free inventories (indexes into free) that lie
-// in the domain the spread picks; none, and why, when the selector waits.
-// Domains seen among the candidates become known to the pool.
-func narrow(ts *elementalv1.TopologySpread, pool map[string]int, matching []int, free []*elementalv1.MachineInventory) ([]int, hold) {
-	byDomain := map[string][]int{}
-	var domains []string
-	for _, i := range matching {
-		d := domainOf(free[i].Labels, ts.TopologyKey)
-		if _, seen := byDomain[d]; !seen {
-			domains = append(domains, d)
-		}
-		byDomain[d] = append(byDomain[d], i)
-		if _, known := pool[d]; !known {
-			pool[d] = 0
-		}
-	}
-	d, ok, why := spreadChoice(ts, pool, domains)
-	if !ok {
-		return nil, why
-	}
-	return byDomain[d], hold{}
-}
-
 // spreadChoice picks the domain a selector claims from, given the domains
 // that have a matching free inventory (candidates). ok=false means the
 // selector waits, and the hold says for which domain.
