@@ -65,7 +65,15 @@ type Verdict struct {
 	// Spread is set when free inventories match but the selector's topology
 	// spread holds it back (DoNotSchedule); it names the short domain.
 	Spread string
+	// Holds is the pool's claims per domain when Spread was decided: shown
+	// with it, but not part of the verdict's identity (sameAs), since it
+	// moves with every claim in the pool.
+	Holds string
 }
+
+// sameAs: the two verdicts say the same thing to an admin; a verdict that
+// only differs in Holds is no news and costs no status write.
+func (v Verdict) sameAs(o Verdict) bool { return v.ClaimErr == o.ClaimErr && v.Spread == o.Spread }
 
 // claimWriter is the one write the allocator makes: the claim, an Update
 // guarded by the inventory's resourceVersion (the inventory controller's
@@ -221,13 +229,14 @@ func (a *allocator) recordClaim(mis *elementalv1.MachineInventorySelector, mi, c
 }
 
 // judge records why a selector was left waiting and, when that is news,
-// tells the selector handler.
+// tells the selector handler. A verdict that differs only in Holds is kept
+// (the handler shows it when it next refreshes the message) but is no news.
 func (a *allocator) judge(mis *elementalv1.MachineInventorySelector, v Verdict) {
 	a.mu.Lock()
 	old, had := a.verdicts[mis.UID]
 	a.verdicts[mis.UID] = v
 	a.mu.Unlock()
-	if !had || old != v {
+	if !had || !old.sameAs(v) {
 		a.onJudged(mis)
 	}
 }
@@ -335,8 +344,15 @@ func (a *allocator) allocate(ctx context.Context, ns string) error {
 	}
 	var free []*elementalv1.MachineInventory
 	for _, mi := range freeList {
-		if inventory.Free(mi) && !a.inventoryPending(mi) {
-			free = append(free, mi)
+		if a.inventoryPending(mi) {
+			continue
+		}
+		// Read again after the pending check, as in waiting: a claim of ours
+		// is forgotten once the cache shows it, so this read sees it; the
+		// index's copy may predate it, and claiming from it would conflict.
+		cur, err := a.invCache.Get(mi.Namespace, mi.Name)
+		if err == nil && inventory.Free(cur) {
+			free = append(free, cur)
 		}
 	}
 	if len(free) == 0 {
@@ -383,7 +399,8 @@ func (a *allocator) allocate(ctx context.Context, ns string) error {
 	}
 	for _, w := range waiting {
 		if !paired[w.mis.UID] {
-			a.judge(w.mis, Verdict{Spread: held[w.mis.UID]})
+			h := held[w.mis.UID]
+			a.judge(w.mis, Verdict{Spread: h.reason, Holds: h.holds})
 		}
 	}
 	return nil
@@ -395,12 +412,15 @@ type pair struct {
 }
 
 // decide pairs waiting selectors (oldest first) with free inventories (sorted
-// by name). Each selector walks its matching candidates from fnv32a(UID) mod n,
-// wrapping: deterministic, and spread so replacement passes rarely collide.
-// A selector with a topology spread first narrows its candidates to the
-// least used domain of its pool (counts, by spreadKey, updated as this pass
-// pairs), or is held with the reason returned by selector UID.
-func decide(waiting []waitingSelector, free []*elementalv1.MachineInventory, counts domainCounts) ([]pair, map[types.UID]string) {
+// by name). Each selector walks its candidates from fnv32a(UID) mod n,
+// wrapping, and takes the first one it matches that is still free:
+// deterministic, spread so replacement passes rarely collide, and a pass
+// over many waiting selectors and free inventories costs about one match per
+// selector (and domain), not one per pair. A selector with a topology spread
+// walks the candidates of each domain that way, then claims in the least
+// used domain of its pool that has one (counts, by spreadKey, updated as
+// this pass pairs), or is held with the reason returned by selector UID.
+func decide(waiting []waitingSelector, free []*elementalv1.MachineInventory, counts domainCounts) ([]pair, map[types.UID]hold) {
 	taken := make([]bool, len(free))
 	// Bucket free inventories by label pair so a matchLabels selector only
 	// looks at inventories that can match.
@@ -415,7 +435,8 @@ func decide(waiting []waitingSelector, free []*elementalv1.MachineInventory, cou
 		all[i] = i
 	}
 	var pairs []pair
-	held := map[types.UID]string{}
+	held := map[types.UID]hold{}
+	byDomain := map[string]domainMembers{} // every free inventory by domain, per topology key
 	for _, w := range waiting {
 		candidates := all
 		for k, v := range w.mis.Spec.Selector.MatchLabels {
@@ -423,44 +444,101 @@ func decide(waiting []waitingSelector, free []*elementalv1.MachineInventory, cou
 				candidates = b
 			}
 		}
-		var matching []int
-		for _, i := range candidates {
-			if !taken[i] && w.selector.Matches(labels.Set(free[i].Labels)) {
-				matching = append(matching, i)
+		ts := spreadOf(w.mis)
+		if ts == nil {
+			if i, ok := firstFree(w, candidates, taken, free); ok {
+				taken[i] = true
+				pairs = append(pairs, pair{mis: w.mis, mi: free[i]})
 			}
-		}
-		if len(matching) == 0 {
 			continue
 		}
-		var pool map[string]int
-		ts := spreadOf(w.mis)
-		if ts != nil {
-			key := spreadKey(w.pool, ts.TopologyKey)
-			if counts[key] == nil {
-				if counts == nil {
-					counts = domainCounts{}
-				}
-				counts[key] = map[string]int{}
-			}
-			pool = counts[key]
-			var reason string
-			if matching, reason = narrow(ts, pool, matching, free); len(matching) == 0 {
-				if reason != "" {
-					held[w.mis.UID] = reason
-				}
-				continue
+		// The domains where it matches a free inventory, the first such
+		// inventory in each (walked as above), and the pool's choice among them.
+		members := domainsOf(ts.TopologyKey, candidates, len(candidates) == len(free), free, byDomain)
+		var domains []string
+		first := map[string]int{}
+		for _, d := range members.domains {
+			if i, ok := firstFree(w, members.of[d], taken, free); ok {
+				domains = append(domains, d)
+				first[d] = i
 			}
 		}
-		h := fnv.New32a()
-		_, _ = h.Write([]byte(w.mis.UID))
-		i := matching[int(h.Sum32()%uint32(len(matching)))]
+		key := spreadKey(w.pool, ts.TopologyKey)
+		if counts[key] == nil {
+			if counts == nil {
+				counts = domainCounts{}
+			}
+			counts[key] = map[string]int{}
+		}
+		pool := counts[key]
+		for _, d := range domains {
+			if _, known := pool[d]; !known {
+				pool[d] = 0
+			}
+		}
+		d, ok, why := spreadChoice(ts, pool, domains)
+		if !ok {
+			if why.reason != "" {
+				held[w.mis.UID] = why
+			}
+			continue
+		}
+		i := first[d]
 		taken[i] = true
-		if ts != nil {
-			pool[domainOf(free[i].Labels, ts.TopologyKey)]++
-		}
+		pool[d]++
 		pairs = append(pairs, pair{mis: w.mis, mi: free[i]})
 	}
 	return pairs, held
+}
+
+// domainMembers are free inventories (indexes into free, ascending) by
+// domain of one topology key; domains sorted.
+type domainMembers struct {
+	domains []string
+	of      map[string][]int
+}
+
+// domainsOf groups candidates by domain of key. The grouping of all free
+// inventories is built once per pass and topology key (byDomain); a
+// narrower candidate list (a matchLabels bucket) is grouped on its own.
+func domainsOf(key string, candidates []int, all bool, free []*elementalv1.MachineInventory, byDomain map[string]domainMembers) domainMembers {
+	if all {
+		if m, ok := byDomain[key]; ok {
+			return m
+		}
+	}
+	m := domainMembers{of: map[string][]int{}}
+	for _, i := range candidates {
+		d := domainOf(free[i].Labels, key)
+		if _, seen := m.of[d]; !seen {
+			m.domains = append(m.domains, d)
+		}
+		m.of[d] = append(m.of[d], i)
+	}
+	sort.Strings(m.domains)
+	if all {
+		byDomain[key] = m
+	}
+	return m
+}
+
+// firstFree walks candidates (indexes into free) from fnv32a(UID) mod n,
+// wrapping, to the first one not taken that the selector matches.
+func firstFree(w waitingSelector, candidates []int, taken []bool, free []*elementalv1.MachineInventory) (int, bool) {
+	n := len(candidates)
+	if n == 0 {
+		return 0, false
+	}
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(w.mis.UID))
+	start := int(h.Sum32() % uint32(n))
+	for k := 0; k < n; k++ {
+		i := candidates[(start+k)%n]
+		if !taken[i] && w.selector.Matches(labels.Set(free[i].Labels)) {
+			return i, true
+		}
+	}
+	return 0, false
 }
 
 // claim is the one optimistic-locked write that pairs them: the inventory

@@ -1,6 +1,7 @@
 package machineinventoryselector
 
 import (
+	"fmt"
 	"hash/fnv"
 	"testing"
 
@@ -122,5 +123,74 @@ func TestDecide(t *testing.T) {
 			again, _ := decide(tc.waiting, tc.free, nil)
 			assert.Equal(t, pairs, again, "deterministic")
 		})
+	}
+}
+
+// A waiting selector hears from the allocator (and so its status is
+// written) only when its verdict says something new: passes that leave it
+// waiting for the same reason while the pool's counts move are no news,
+// though the newest counts are kept for the message's next refresh.
+func TestJudgeWakesOnlyOnNews(t *testing.T) {
+	a := newAllocator(nil, nil, nil)
+	woken := 0
+	a.onJudged = func(*elementalv1.MachineInventorySelector) { woken++ }
+	mis := waitingFor(t, "s", elementalv1.LabelSelector{}).mis
+	short := `topology spread (maxSkew 1, DoNotSchedule): waiting for a free inventory in zone="c"`
+	steps := []struct {
+		v    Verdict
+		news bool
+	}{
+		{Verdict{}, true},  // first verdict: nothing free
+		{Verdict{}, false}, // same
+		{Verdict{Spread: short, Holds: `{"a": 1, "b": 1}`}, true}, // now the spread holds it
+		{Verdict{Spread: short, Holds: `{"a": 2, "b": 1}`}, false},
+		{Verdict{Spread: short, Holds: `{"a": 2, "b": 2}`}, false},
+		{Verdict{ClaimErr: "claiming inventory x: forbidden"}, true},
+		{Verdict{}, true},
+	}
+	want := 0
+	for i, s := range steps {
+		a.judge(mis, s.v)
+		if s.news {
+			want++
+		}
+		require.Equal(t, want, woken, "step %d", i)
+		got, ok := a.verdict(mis.UID)
+		require.True(t, ok)
+		assert.Equal(t, s.v, got, "the newest verdict is kept, counts included")
+	}
+}
+
+// BenchmarkDecide: one pass pairing every waiting selector of a burst with
+// a free inventory (the bench's shape: one label, every inventory matches),
+// with and without a topology spread over 3 zones.
+func BenchmarkDecide(b *testing.B) {
+	for _, size := range []struct{ waiting, free int }{{1000, 1000}, {1000, 10000}} {
+		for _, spread := range []bool{false, true} {
+			b.Run(fmt.Sprintf("waiting=%d/free=%d/spread=%v", size.waiting, size.free, spread), func(b *testing.B) {
+				free := make([]*elementalv1.MachineInventory, size.free)
+				for i := range free {
+					free[i] = unitInventory(fmt.Sprintf("host-%05d", i), map[string]string{"element": "fire", zoneKey: fmt.Sprintf("zone-%d", i%3)})
+				}
+				var ts *elementalv1.TopologySpread
+				if spread {
+					ts = &elementalv1.TopologySpread{TopologyKey: zoneKey}
+				}
+				waiting := make([]waitingSelector, size.waiting)
+				for i := range waiting {
+					w := waitingFor(&testing.T{}, fmt.Sprintf("m-%05d", i), elementalv1.LabelSelector{MatchLabels: map[string]string{"element": "fire"}})
+					w.mis.Spec.TopologySpread = ts
+					w.pool = poolOf(w.mis)
+					waiting[i] = w
+				}
+				b.ResetTimer()
+				for n := 0; n < b.N; n++ {
+					pairs, _ := decide(waiting, free, nil)
+					if len(pairs) != size.waiting {
+						b.Fatalf("paired %d of %d", len(pairs), size.waiting)
+					}
+				}
+			})
+		}
 	}
 }

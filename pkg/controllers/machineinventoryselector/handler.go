@@ -66,7 +66,7 @@ func (h *handler) OnChange(_ string, mis *elementalv1.MachineInventorySelector) 
 			v, obs.judged = h.alloc.verdict(mis.UID)
 			obs.claimErr = v.ClaimErr
 			if obs.judged && obs.claimErr == "" {
-				obs.whyNot = h.whyNotMessage(mis)
+				obs.whyNot = h.whyNotMessage(mis, v)
 				// Inventories change class without waking waiting selectors
 				// (a claim elsewhere, a cordon): keep the message current.
 				h.selectors.EnqueueAfter(mis.Namespace, mis.Name, whyNotRecheck)

@@ -67,33 +67,17 @@ type domainCounts map[string]map[string]int
 // spreadKey identifies the counts of one pool for one topology key.
 func spreadKey(pool, topologyKey string) string { return pool + "\x00" + topologyKey }
 
-// narrow keeps the matching free inventories (indexes into free) that lie
-// in the domain the spread picks; none, and why, when the selector waits.
-// Domains seen among the candidates become known to the pool.
-func narrow(ts *elementalv1.TopologySpread, pool map[string]int, matching []int, free []*elementalv1.MachineInventory) ([]int, string) {
-	byDomain := map[string][]int{}
-	var domains []string
-	for _, i := range matching {
-		d := domainOf(free[i].Labels, ts.TopologyKey)
-		if _, seen := byDomain[d]; !seen {
-			domains = append(domains, d)
-		}
-		byDomain[d] = append(byDomain[d], i)
-		if _, known := pool[d]; !known {
-			pool[d] = 0
-		}
-	}
-	d, ok, reason := spreadChoice(ts, pool, domains)
-	if !ok {
-		return nil, reason
-	}
-	return byDomain[d], ""
-}
+// hold is why the topology spread holds a selector back. reason names the
+// short domains and stays the same while they do, so it is what a verdict
+// compares; holds (the pool's claims per domain) moves with every claim
+// elsewhere in the pool, so it is shown, refreshed slowly, never compared:
+// a waiting selector's status is not rewritten as the pool fills.
+type hold struct{ reason, holds string }
 
 // spreadChoice picks the domain a selector claims from, given the domains
 // that have a matching free inventory (candidates). ok=false means the
-// selector waits, and reason says for which domain.
-func spreadChoice(ts *elementalv1.TopologySpread, counts map[string]int, candidates []string) (string, bool, string) {
+// selector waits, and the hold says for which domain.
+func spreadChoice(ts *elementalv1.TopologySpread, counts map[string]int, candidates []string) (string, bool, hold) {
 	doNotSchedule := ts.WhenUnsatisfiable != elementalv1.ScheduleAnyway
 	// The least used domain, over every known domain that is eligible.
 	min, haveMin := 0, false
@@ -114,9 +98,9 @@ func spreadChoice(ts *elementalv1.TopologySpread, counts map[string]int, candida
 	}
 	if len(eligible) == 0 {
 		if doNotSchedule && len(candidates) > 0 {
-			return "", false, fmt.Sprintf("topology spread: no free matching inventory has the label %s (DoNotSchedule)", ts.TopologyKey)
+			return "", false, hold{reason: fmt.Sprintf("topology spread: no free matching inventory has the label %s (DoNotSchedule)", ts.TopologyKey)}
 		}
-		return "", false, ""
+		return "", false, hold{}
 	}
 	// Least used first; ties by name, so every pass decides the same.
 	sort.Slice(eligible, func(i, j int) bool {
@@ -128,14 +112,15 @@ func spreadChoice(ts *elementalv1.TopologySpread, counts map[string]int, candida
 	})
 	best := eligible[0]
 	if !doNotSchedule || counts[best]+1-min <= int(ts.MaxSkew) {
-		return best, true, ""
+		return best, true, hold{}
 	}
 	return "", false, shortReason(ts, counts, candidates, min)
 }
 
-// shortReason names the least used domains that have no free inventory, and
-// the pool's claims per domain, bounded in length.
-func shortReason(ts *elementalv1.TopologySpread, counts map[string]int, candidates []string, min int) string {
+// shortReason names the least used domains that have no free inventory
+// (the reason) and the pool's claims per domain (holds), each bounded in
+// length.
+func shortReason(ts *elementalv1.TopologySpread, counts map[string]int, candidates []string, min int) hold {
 	hasFree := map[string]bool{}
 	for _, d := range candidates {
 		hasFree[d] = true
@@ -159,6 +144,8 @@ func shortReason(ts *elementalv1.TopologySpread, counts map[string]int, candidat
 	if len(domains) > maxDomainsInReason {
 		held = append(held, "…")
 	}
-	return fmt.Sprintf("topology spread (maxSkew %d, DoNotSchedule): waiting for a free inventory in %s; the pool holds {%s}",
-		ts.MaxSkew, strings.Join(short, " or "), strings.Join(held, ", "))
+	return hold{
+		reason: fmt.Sprintf("topology spread (maxSkew %d, DoNotSchedule): waiting for a free inventory in %s", ts.MaxSkew, strings.Join(short, " or ")),
+		holds:  "the pool holds {" + strings.Join(held, ", ") + "}",
+	}
 }

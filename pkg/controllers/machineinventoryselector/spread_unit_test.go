@@ -152,7 +152,7 @@ func TestDecideTopologySpread(t *testing.T) {
 			assert.Equal(t, tc.want, got)
 			assert.Len(t, held, len(tc.held), "held: %v", held)
 			for name, substr := range tc.held {
-				assert.Contains(t, held[types.UID(name+"-uid")], substr)
+				assert.Contains(t, held[types.UID(name+"-uid")].reason, substr)
 			}
 		})
 	}
@@ -190,10 +190,36 @@ func TestSpreadReasonIsBounded(t *testing.T) {
 		counts[fmt.Sprintf("zone-%04d-%s", i, string(make([]byte, 50)))] = 0
 	}
 	counts["busy"] = 5
-	_, ok, reason := spreadChoice(ts, counts, []string{"busy"})
+	_, ok, why := spreadChoice(ts, counts, []string{"busy"})
 	assert.False(t, ok)
-	assert.Less(t, len(reason), 4096)
-	assert.Contains(t, reason, "…")
+	assert.Less(t, len(why.reason)+len(why.holds), 4096)
+	assert.Contains(t, why.holds, "…")
+}
+
+// The reason a spread holds a selector is a class (the short domains): it
+// does not move while the pool fills elsewhere, so the verdict is no news
+// and the waiting selector's status is not rewritten; the counts are shown
+// but not compared.
+func TestSpreadReasonStableAsPoolFills(t *testing.T) {
+	ts := &elementalv1.TopologySpread{TopologyKey: zoneKey, MaxSkew: 1}
+	_, ok, before := spreadChoice(ts, map[string]int{"a": 3, "b": 3, "c": 2}, []string{"a", "b"})
+	require.False(t, ok)
+	_, ok, after := spreadChoice(ts, map[string]int{"a": 3, "b": 3, "c": 2, "d": 2}, []string{"a", "b"})
+	require.False(t, ok)
+	assert.Equal(t, `topology spread (maxSkew 1, DoNotSchedule): waiting for a free inventory in `+zoneKey+`="c"`, before.reason)
+	assert.Equal(t, `the pool holds {"a": 3, "b": 3, "c": 2}`, before.holds)
+	assert.NotEqual(t, before.reason, after.reason, "another short domain is news")
+
+	_, _, moved := spreadChoice(ts, map[string]int{"a": 4, "b": 4, "c": 3}, []string{"a", "b"})
+	_, _, grown := spreadChoice(ts, map[string]int{"a": 5, "b": 4, "c": 3}, []string{"a", "b"})
+	require.NotEmpty(t, moved.reason)
+	assert.Equal(t, moved.reason, grown.reason)
+	assert.NotEqual(t, moved.holds, grown.holds)
+	v1 := Verdict{Spread: moved.reason, Holds: moved.holds}
+	v2 := Verdict{Spread: grown.reason, Holds: grown.holds}
+	assert.True(t, v1.sameAs(v2), "only the counts moved")
+	assert.False(t, v1.sameAs(Verdict{}), "held by the spread vs nothing free")
+	assert.False(t, v1.sameAs(Verdict{ClaimErr: "x", Spread: moved.reason}))
 }
 
 func TestSpreadOfDefaults(t *testing.T) {
@@ -207,13 +233,17 @@ func TestSpreadOfDefaults(t *testing.T) {
 
 func TestBuildStatusSaysWhichDomainIsShort(t *testing.T) {
 	msg := `topology spread (maxSkew 1, DoNotSchedule): waiting for a free inventory in zone="c"`
-	st := buildStatus(unitSelector(), observation{judged: true, spreadWait: msg})
+	holds := `the pool holds {"a": 1, "b": 1, "c": 0}`
+	st := buildStatus(unitSelector(), observation{judged: true, spreadWait: msg, whyNot: holds})
 	for _, typ := range []string{elementalv1.ConditionInventoryReady, elementalv1.ConditionReady} {
 		c := meta.FindStatusCondition(st.Conditions, typ)
 		require.NotNil(t, c, typ)
 		assert.Equal(t, elementalv1.ReasonWaitingForInventory, c.Reason, typ)
-		assert.Equal(t, msg, c.Message, typ)
+		assert.Equal(t, msg+"; "+holds, c.Message, typ)
 	}
+	// Before the counts are known, the short domain alone.
+	st = buildStatus(unitSelector(), observation{judged: true, spreadWait: msg})
+	assert.Equal(t, msg, meta.FindStatusCondition(st.Conditions, elementalv1.ConditionReady).Message)
 	// Without a Machine yet, that comes first.
 	st = buildStatus(unitSelector(), observation{waitingMachine: true, spreadWait: msg})
 	assert.Equal(t, "waiting for a matching inventory", meta.FindStatusCondition(st.Conditions, elementalv1.ConditionReady).Message)

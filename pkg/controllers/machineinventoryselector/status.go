@@ -27,7 +27,8 @@ type observation struct {
 	judged   bool
 	claimErr string
 	// whyNot says why no inventory was free for a judged selector: how many
-	// match and their classes (inventory.Counts.WhyNot).
+	// match and their classes (inventory.Counts.WhyNot); with spreadWait,
+	// the pool's claims per domain. Refreshed slowly (whynot.go).
 	whyNot string
 	// spreadWait: matching inventories are free, but the topology spread
 	// holds the selector back (it names the short domain).
@@ -86,7 +87,7 @@ func buildStatus(mis *elementalv1.MachineInventorySelector, obs observation) ele
 	case obs.claimErr != "":
 		set(elementalv1.ConditionInventoryReady, metav1.ConditionFalse, elementalv1.ReasonFailedToAdoptInventory, obs.claimErr)
 	case obs.spreadWait != "":
-		set(elementalv1.ConditionInventoryReady, metav1.ConditionFalse, elementalv1.ReasonWaitingForInventory, obs.spreadWait)
+		set(elementalv1.ConditionInventoryReady, metav1.ConditionFalse, elementalv1.ReasonWaitingForInventory, spreadMessage(obs))
 	default:
 		set(elementalv1.ConditionInventoryReady, metav1.ConditionFalse, elementalv1.ReasonWaitingForInventory, noFreeInventory(mis, obs))
 	}
@@ -143,12 +144,21 @@ func buildStatus(mis *elementalv1.MachineInventorySelector, obs observation) ele
 // the topology spread's reason when that is what holds it back.
 func waitingMessage(obs observation) string {
 	if !obs.waitingMachine && obs.spreadWait != "" {
-		return obs.spreadWait
+		return spreadMessage(obs)
 	}
 	if !obs.waitingMachine && obs.whyNot != "" {
 		return "waiting for a matching inventory: " + obs.whyNot
 	}
 	return "waiting for a matching inventory"
+}
+
+// spreadMessage is the message of a selector the topology spread holds
+// back: the short domains, then the pool's claims per domain when known.
+func spreadMessage(obs observation) string {
+	if obs.whyNot == "" {
+		return obs.spreadWait
+	}
+	return obs.spreadWait + "; " + obs.whyNot
 }
 
 // setReleasedHostCleaned: a host given up before the selector was ready

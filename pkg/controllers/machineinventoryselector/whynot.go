@@ -20,6 +20,9 @@ import (
 const whyNotRecheck = 30 * time.Second
 
 type whyNotEntry struct {
+	// key is what the message was computed for (whyNotKey): a new kind of
+	// verdict is news and gets its detail at once.
+	key string
 	msg string
 	at  time.Time
 }
@@ -38,19 +41,36 @@ func (w *whyNots) forget(uid types.UID) {
 	delete(w.m, uid)
 }
 
-// whyNotMessage returns the selector's why-not message, computed again only once
-// the last one is whyNotRecheck old.
-func (h *handler) whyNotMessage(mis *elementalv1.MachineInventorySelector) string {
+// whyNotKey names what a why-not detail explains: no free match, or one
+// topology spread reason (the short domains).
+func whyNotKey(v Verdict) string {
+	if v.Spread != "" {
+		return "spread:" + v.Spread
+	}
+	return "none"
+}
+
+// whyNotMessage returns the detail of the selector's waiting message for
+// verdict v, computed again only once the last one is whyNotRecheck old or
+// was computed for another kind of verdict: the inventories' classes when
+// none is free, the pool's claims per domain (v.Holds, as of the last pass)
+// when the topology spread holds it back. Both move with every claim in the
+// namespace, and a waiting selector's status must not follow each of them.
+func (h *handler) whyNotMessage(mis *elementalv1.MachineInventorySelector, v Verdict) string {
 	now := time.Now()
+	key := whyNotKey(v)
 	h.whyNots.mu.Lock()
 	e, ok := h.whyNots.m[mis.UID]
 	h.whyNots.mu.Unlock()
-	if ok && now.Sub(e.at) < whyNotRecheck {
+	if ok && e.key == key && now.Sub(e.at) < whyNotRecheck {
 		return e.msg
 	}
-	msg := h.whyNot(mis)
+	msg := v.Holds
+	if v.Spread == "" {
+		msg = h.whyNot(mis)
+	}
 	h.whyNots.mu.Lock()
-	h.whyNots.m[mis.UID] = whyNotEntry{msg: msg, at: now}
+	h.whyNots.m[mis.UID] = whyNotEntry{key: key, msg: msg, at: now}
 	h.whyNots.mu.Unlock()
 	return msg
 }
