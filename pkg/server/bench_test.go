@@ -201,6 +201,7 @@ func (r burstResult) report(b *testing.B, prefix string) {
 func burst(url, ca string, hosts, clients, offset int) burstResult {
 	lat := make([]time.Duration, hosts)
 	var failures int
+	reasons := map[string]int{}
 	var mu sync.Mutex
 	work := make(chan int)
 	var wg sync.WaitGroup
@@ -222,6 +223,7 @@ func burst(url, ca string, hosts, clients, offset int) burstResult {
 				if err != nil {
 					mu.Lock()
 					failures++
+					reasons[err.Error()]++
 					mu.Unlock()
 				}
 			}
@@ -233,6 +235,9 @@ func burst(url, ca string, hosts, clients, offset int) burstResult {
 	close(work)
 	wg.Wait()
 	res := burstResult{lat: lat, elapsed: time.Since(began), failures: failures}
+	for reason, n := range reasons {
+		fmt.Printf("failed %d times: %s\n", n, reason)
+	}
 	after := cpuSeconds()
 	for k, v := range after {
 		res.cpuAll += v - before[k]
