@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -23,24 +24,8 @@ func TestGeneratedCertificateFollowsTheRegistrationHost(t *testing.T) {
 	ns, err := env.NewNamespace(ctx, "tls")
 	require.NoError(t, err)
 
-	start := func(host string) *server.Server {
-		addr, err := testenv.FreeAddr()
-		require.NoError(t, err)
-		srv, err := server.Start(ctx, env.Config, server.Options{Addr: addr, Namespace: ns,
-			Endpoints: endpoints.Static{Mode: endpoints.Direct, RegistrationURL: "https://" + host + ":8443"}})
-		require.NoError(t, err)
-		t.Cleanup(srv.Stop)
-		return srv
-	}
-	verify := func(srv *server.Server, host string) error {
-		pool := x509.NewCertPool()
-		require.True(t, pool.AppendCertsFromPEM([]byte(srv.CACert())))
-		conn, err := tls.Dial("tcp", srv.Addr(), &tls.Config{RootCAs: pool, ServerName: host})
-		if err == nil {
-			_ = conn.Close()
-		}
-		return err
-	}
+	start := func(host string) *server.Server { return startDirect(ctx, t, ns, host) }
+	verify := func(srv *server.Server, host string) error { return dialsAs(t, srv, host) }
 
 	first := start("reg-a.example.test")
 	require.NoError(t, verify(first, "reg-a.example.test"))
@@ -60,4 +45,32 @@ func TestGeneratedCertificateFollowsTheRegistrationHost(t *testing.T) {
 	s, err = env.Client.CoreV1().Secrets(ns).Get(ctx, server.GeneratedTLSSecret, metav1.GetOptions{})
 	require.NoError(t, err)
 	assert.Equal(t, rv, s.ResourceVersion)
+}
+
+// startDirect starts a direct-mode server in ns whose registration URL
+// names host (its generated certificate follows that name).
+func startDirect(ctx context.Context, t *testing.T, ns, host string) *server.Server {
+	t.Helper()
+	addr, err := testenv.FreeAddr()
+	require.NoError(t, err)
+	srv, err := server.Start(ctx, env.Config, server.Options{Addr: addr, Namespace: ns,
+		Endpoints: endpoints.Static{Mode: endpoints.Direct, RegistrationURL: "https://" + host + ":8443"}})
+	require.NoError(t, err)
+	t.Cleanup(srv.Stop)
+	return srv
+}
+
+// dialsAs completes a TLS handshake with srv as a host that trusts its CA
+// and asks for host.
+func dialsAs(t *testing.T, srv *server.Server, host string) error {
+	t.Helper()
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM([]byte(srv.CACert())) {
+		return fmt.Errorf("the server has no CA certificate")
+	}
+	conn, err := tls.Dial("tcp", srv.Addr(), &tls.Config{RootCAs: pool, ServerName: host})
+	if err == nil {
+		_ = conn.Close()
+	}
+	return err
 }

@@ -182,29 +182,11 @@ func TestGeneratedCertificateFollowedByEveryReplica(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ns := newNamespace(t)
-	start := func(host string) *server.Server {
-		addr, err := testenv.FreeAddr()
-		require.NoError(t, err)
-		srv, err := server.Start(ctx, env.Config, server.Options{Addr: addr, Namespace: ns,
-			Endpoints: endpoints.Static{Mode: endpoints.Direct, RegistrationURL: "https://" + host + ":8443"}})
-		require.NoError(t, err)
-		t.Cleanup(srv.Stop)
-		return srv
-	}
-	verify := func(srv *server.Server, host string) error {
-		pool := x509.NewCertPool()
-		pool.AppendCertsFromPEM([]byte(srv.CACert()))
-		conn, err := tls.Dial("tcp", srv.Addr(), &tls.Config{RootCAs: pool, ServerName: host})
-		if err == nil {
-			_ = conn.Close()
-		}
-		return err
-	}
-	a := start("reg-a.example.test")
-	b := start("reg-b.example.test")
+	a := startDirect(ctx, t, ns, "reg-a.example.test")
+	b := startDirect(ctx, t, ns, "reg-b.example.test")
 	for _, srv := range []*server.Server{a, b} {
 		for _, host := range []string{"reg-a.example.test", "reg-b.example.test"} {
-			eventually(t, 30*time.Second, func() error { return verify(srv, host) })
+			eventually(t, 30*time.Second, func() error { return dialsAs(t, srv, host) })
 		}
 	}
 	s, err := env.Client.CoreV1().Secrets(ns).Get(ctx, server.GeneratedTLSSecret, metav1.GetOptions{})
@@ -226,11 +208,11 @@ func TestGeneratedCertificateFollowedByEveryReplica(t *testing.T) {
 			if srv.CACert() == oldCA {
 				return fmt.Errorf("still the old CA")
 			}
-			return verify(srv, "127.0.0.1")
+			return dialsAs(t, srv, "127.0.0.1")
 		})
 	}
 	assert.Equal(t, a.CACert(), b.CACert())
 	for _, host := range []string{"reg-a.example.test", "reg-b.example.test"} {
-		eventually(t, 30*time.Second, func() error { return verify(a, host) })
+		eventually(t, 30*time.Second, func() error { return dialsAs(t, a, host) })
 	}
 }

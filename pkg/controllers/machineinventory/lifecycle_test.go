@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
+	"github.com/elemental-operator/elemental-operator/pkg/controllers/machineinventory"
 	"github.com/elemental-operator/elemental-operator/pkg/credentials"
 	"github.com/elemental-operator/elemental-operator/pkg/plans"
 )
@@ -93,7 +94,7 @@ func TestFailedPlanIsNotReadyWhileAnOlderChecksumStaysApplied(t *testing.T) {
 
 	agentReports(t, ns, "fire-2", map[string]string{
 		"failed-checksum": plans.Checksum(plan), "failure-count": "2",
-		"failed-output": string(gzipOutput(t, map[string]string{"fail": "disk on fire\n"})),
+		"failed-output": string(machineinventory.GzipOutput(t, map[string]string{"fail": "disk on fire\n"})),
 	})
 	mi = waitReason(t, ns, "fire-2", elementalv1.ConditionPlanReady, metav1.ConditionFalse, elementalv1.ReasonPlanFailure, 30*time.Second)
 	assert.Equal(t, elementalv1.PlanFailed, mi.Status.Plan.State)
@@ -226,7 +227,7 @@ func TestReleaseReturnsTheHostToThePool(t *testing.T) {
 
 	// A failing release is visible...
 	agentReports(t, ns, "pool", map[string]string{"failed-checksum": plans.Checksum(release), "failure-count": "1",
-		"failed-output": string(gzipOutput(t, map[string]string{"release": "rke2-uninstall.sh: busy"}))})
+		"failed-output": string(machineinventory.GzipOutput(t, map[string]string{"release": "rke2-uninstall.sh: busy"}))})
 	mi = waitReason(t, ns, "pool", elementalv1.ConditionReady, metav1.ConditionFalse, elementalv1.ReasonReleaseFailed, 30*time.Second)
 	assert.Contains(t, condition(mi, elementalv1.ConditionReady).Message, "busy")
 

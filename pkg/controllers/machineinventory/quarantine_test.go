@@ -1,15 +1,10 @@
 package machineinventory
 
 import (
-	"bytes"
-	"compress/gzip"
-	"encoding/base64"
-	"encoding/json"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -17,27 +12,13 @@ import (
 	"github.com/elemental-operator/elemental-operator/pkg/plans"
 )
 
-func agentOutput(t *testing.T, outputs map[string]string) string {
-	enc := map[string]string{}
-	for k, v := range outputs {
-		enc[k] = base64.StdEncoding.EncodeToString([]byte(v))
-	}
-	js, err := json.Marshal(enc)
-	require.NoError(t, err)
-	var buf bytes.Buffer
-	w := gzip.NewWriter(&buf)
-	_, _ = w.Write(js)
-	require.NoError(t, w.Close())
-	return buf.String()
-}
-
 func TestQuarantineReason(t *testing.T) {
 	boot := []byte(`{"instructions":[{"name":"bootstrap","command":"false"}]}`)
 	sum := plans.Checksum(boot)
 	failed := func(count string) *corev1.Secret {
 		return secretWith(elementalv1.PlanTypeBootstrap, boot, map[string]string{
 			"failed-checksum": sum, "failure-count": count,
-			"failed-output": agentOutput(t, map[string]string{"bootstrap": "downloading rke2\nno disk for rke2\n"}),
+			"failed-output": string(GzipOutput(t, map[string]string{"bootstrap": "downloading rke2\nno disk for rke2\n"})),
 		})
 	}
 	mi := func(annotations map[string]string, deleting bool) *elementalv1.MachineInventory {

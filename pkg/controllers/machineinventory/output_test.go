@@ -1,4 +1,4 @@
-package machineinventory_test
+package machineinventory
 
 import (
 	"bytes"
@@ -10,8 +10,9 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// gzipOutput encodes instruction output the way the agent does.
-func gzipOutput(t *testing.T, outputs map[string]string) []byte {
+// GzipOutput encodes instruction output the way the agent does (exported
+// for this package's external tests too).
+func GzipOutput(t *testing.T, outputs map[string]string) []byte {
 	t.Helper()
 	enc := map[string]string{}
 	for k, v := range outputs {
