@@ -73,7 +73,7 @@ var LoadIdentityKey = loadIdentityKey
 // AdmitAt asks spec.limits whether a new host of mr would be admitted at
 // the given time (from the server's cache), without keeping the reservation.
 func (s *Server) AdmitAt(mr *elementalv1.MachineRegistration, at time.Time) (bool, string) {
-	res, err := s.admit(mr, at)
+	res, err := s.admit(mr, at, "")
 	if err != nil {
 		return false, err.Error()
 	}

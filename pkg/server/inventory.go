@@ -68,25 +68,21 @@ func (s *Server) commit(c *conversation) (*protocol.Config, error) {
 	// from the unkeyed value older versions wrote (a merge patch, as below).
 	labels[elementalv1.IdentityHashLabel] = identityLabel(s.identityKey, c.id)
 	s.approvalAnnotations(ctx, mr, c, existing, annotations)
-	// Bounds first: a refused registration writes nothing.
-	res, err := s.bound(mr, existing, labels, annotations)
-	if err != nil {
-		return nil, err
-	}
-	var mi *elementalv1.MachineInventory
-	if existing != nil {
-		mi, err = s.updateInventory(ctx, existing, labels, annotations)
-	} else {
+	// A new host's name first: spec.limits reserves the creation by name.
+	var name string
+	if existing == nil {
 		var w *warning
-		mi, w, err = s.createInventory(ctx, mr, c.id, in.data, labels, annotations)
+		name, w, err = renderName(mr, in.data, uuid.NewString)
 		if w != nil {
 			warns = append(warns, *w)
 		}
 		if err != nil {
-			res.done("")
-		} else {
-			res.done(mi.Name)
+			err = &replyError{err.Error()}
 		}
+	}
+	var mi *elementalv1.MachineInventory
+	if err == nil {
+		mi, err = s.writeInventory(ctx, c, existing, name, labels, annotations)
 	}
 	for _, w := range boundedWarnings(warns) {
 		s.recorder.Event(mr, corev1.EventTypeWarning, w.reason, w.message)
@@ -126,12 +122,29 @@ func (s *Server) commit(c *conversation) (*protocol.Config, error) {
 	return s.configReply(mr, mi, ep, token)
 }
 
-func (s *Server) createInventory(ctx context.Context, mr *elementalv1.MachineRegistration, id identity,
-	data map[string]interface{}, labels, annotations map[string]string) (*elementalv1.MachineInventory, *warning, error) {
-	name, warn, err := renderName(mr, data, uuid.NewString)
+// writeInventory checks the bounds (a refused registration writes
+// nothing), then creates the new host's inventory name or updates the
+// known one.
+func (s *Server) writeInventory(ctx context.Context, c *conversation, existing *elementalv1.MachineInventory, name string,
+	labels, annotations map[string]string) (*elementalv1.MachineInventory, error) {
+	res, err := s.bound(c.mr, existing, name, labels, annotations)
 	if err != nil {
-		return nil, warn, &replyError{err.Error()}
+		return nil, err
 	}
+	if existing != nil {
+		return s.updateInventory(ctx, existing, labels, annotations)
+	}
+	mi, err := s.createInventory(ctx, c.mr, name, c.id, labels, annotations)
+	if err != nil {
+		res.done("")
+	} else {
+		res.done(mi.Name)
+	}
+	return mi, err
+}
+
+func (s *Server) createInventory(ctx context.Context, mr *elementalv1.MachineRegistration, name string, id identity,
+	labels, annotations map[string]string) (*elementalv1.MachineInventory, error) {
 	newInventoryMetadata(mr, annotations)
 	mi := &elementalv1.MachineInventory{
 		ObjectMeta: metav1.ObjectMeta{
@@ -147,16 +160,16 @@ func (s *Server) createInventory(ctx context.Context, mr *elementalv1.MachineReg
 	}
 	created, err := s.miClient.Create(ctx, mi)
 	if apierrors.IsAlreadyExists(err) {
-		return nil, warn, &replyError{fmt.Sprintf("MachineInventory name %s is already used in %s by another machine; make spec.machineName unique (e.g. add ${Random/Hex/6})", name, mr.Namespace)}
+		return nil, &replyError{fmt.Sprintf("MachineInventory name %s is already used in %s by another machine; make spec.machineName unique (e.g. add ${Random/Hex/6})", name, mr.Namespace)}
 	}
 	if err != nil {
-		return nil, warn, &replyError{"creating the MachineInventory failed"}
+		return nil, &replyError{"creating the MachineInventory failed"}
 	}
 	winner, err := s.uniqueWinner(ctx, created, id)
 	if err != nil {
-		return nil, warn, &replyError{"verifying the machine identity failed"}
+		return nil, &replyError{"verifying the machine identity failed"}
 	}
-	return winner, warn, nil
+	return winner, nil
 }
 
 // uniqueWinner closes the list-then-create race between replicas: of all

@@ -151,10 +151,14 @@ type quota struct {
 // reservation is one admitted creation: counted from admission until the
 // cache shows the inventory (or the creation failed).
 type reservation struct {
-	q    *quota
-	key  string
-	at   time.Time
-	name string // set once created
+	q   *quota
+	key string
+	at  time.Time
+	// name is the inventory's, known before the create: the cache may show
+	// the inventory before the create's reply is back, and must not count
+	// it twice.
+	name    string
+	created bool
 }
 
 // pendingTTL drops a created reservation the cache never showed (the
@@ -164,9 +168,9 @@ const pendingTTL = 2 * time.Minute
 // rateWindow is the window of newInventoriesPerMinute.
 const rateWindow = time.Minute
 
-// admit reserves a creation for a new host of mr, or refuses it. A nil
-// reservation with a nil refusal means mr has no limits.
-func (s *Server) admit(mr *elementalv1.MachineRegistration, now time.Time) (*reservation, error) {
+// admit reserves the creation of inventory name for a new host of mr, or
+// refuses it. A nil reservation with a nil refusal means mr has no limits.
+func (s *Server) admit(mr *elementalv1.MachineRegistration, now time.Time, name string) (*reservation, error) {
 	lim := mr.Spec.Limits
 	if lim == nil || (lim.MaxInventories == nil && lim.NewInventoriesPerMinute == nil) {
 		return nil, nil
@@ -199,7 +203,7 @@ func (s *Server) admit(mr *elementalv1.MachineRegistration, now time.Time) (*res
 	}
 	kept := q.pending[key][:0]
 	for _, r := range q.pending[key] {
-		if (r.name != "" && seen[r.name]) || (r.name != "" && now.Sub(r.at) > pendingTTL) {
+		if seen[r.name] || (r.created && now.Sub(r.at) > pendingTTL) {
 			continue
 		}
 		kept = append(kept, r)
@@ -223,13 +227,14 @@ func (s *Server) admit(mr *elementalv1.MachineRegistration, now time.Time) (*res
 		return nil, &refusalError{refusedInventoryRate, fmt.Sprintf(
 			"MachineRegistration %s admits at most %d new hosts per minute; retry in %ds", key, *r, max(wait, 1))}
 	}
-	res := &reservation{q: q, key: key, at: now}
+	res := &reservation{q: q, key: key, at: now, name: name}
 	q.pending[key] = append(q.pending[key], res)
 	return res, nil
 }
 
-// done records the created inventory's name ("" when nothing was created
-// or it was deleted again: the reservation is dropped).
+// done records the inventory the creation left ("" when nothing was
+// created or it was deleted again: the reservation is dropped; another
+// name when an older inventory of the same host won).
 func (r *reservation) done(name string) {
 	if r == nil {
 		return
@@ -238,7 +243,7 @@ func (r *reservation) done(name string) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if name != "" {
-		r.name = name
+		r.name, r.created = name, true
 		return
 	}
 	list := q.pending[r.key]
@@ -322,7 +327,7 @@ func (s *Server) refusedRegistration(mr *elementalv1.MachineRegistration, remote
 // written: the metadata caps (a new host's with the metadata only creation
 // adds), then, for a new host, spec.limits. A reservation that is not nil
 // must be completed with done.
-func (s *Server) bound(mr *elementalv1.MachineRegistration, existing *elementalv1.MachineInventory,
+func (s *Server) bound(mr *elementalv1.MachineRegistration, existing *elementalv1.MachineInventory, name string,
 	labels, annotations map[string]string) (*reservation, error) {
 	l, a := labels, annotations
 	if existing == nil {
@@ -335,7 +340,7 @@ func (s *Server) bound(mr *elementalv1.MachineRegistration, existing *elementalv
 	if existing != nil {
 		return nil, nil
 	}
-	return s.admit(mr, time.Now())
+	return s.admit(mr, time.Now(), name)
 }
 
 // maxWarningEvents bounds the template and key warnings recorded per
