@@ -39,3 +39,16 @@ func TestWindow(t *testing.T) {
 	now = now.Add(time.Hour)
 	assert.Equal(t, 5*time.Second, w.Wait("u", "a"))
 }
+
+func TestChanges(t *testing.T) {
+	var c Changes
+	v1 := &metav1.ObjectMeta{ResourceVersion: "1"}
+	v2 := &metav1.ObjectMeta{ResourceVersion: "2"}
+	assert.True(t, c.Changed("ns/a", v1), "first run on a key")
+	assert.False(t, c.Changed("ns/a", v1), "a re-run on the same version is no news")
+	assert.True(t, c.Changed("ns/b", v1), "keys are separate")
+	assert.True(t, c.Changed("ns/a", v2))
+	var gone *metav1.ObjectMeta
+	assert.True(t, c.Changed("ns/a", gone), "a removal is news")
+	assert.True(t, c.Changed("ns/a", v2), "and forgets the key")
+}

@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -42,6 +43,7 @@ var (
 	progress    = flag.Bool("progress", false, "print progress every 2s")
 	dumpMetrics = flag.Bool("metrics", false, "print the operator's handler metrics at the end")
 	goroutines  = flag.String("goroutines", "", "write the operator's goroutine dump 15s into the measured phase to this file")
+	idle        = flag.Duration("idle", 0, "after the run, measure the operator's CPU and handler runs over this long with nothing left to do")
 	profile     = flag.String("profile", "", "write CPU profiles of kube-apiserver and the operator over the measured phase to <prefix>.apiserver.pprof and <prefix>.operator.pprof")
 	dump        = flag.String("dump", "", "write one adopted inventory and its selector, as the API server returns them, to <prefix>.mi.json and <prefix>.mis.json")
 	profileSecs = flag.Int("profile-seconds", 10, "length of the -profile CPU profiles")
@@ -278,6 +280,9 @@ func run(kind string, nInv, nSel int) (res result, err error) {
 				}
 			}
 		}
+	}
+	if *idle > 0 {
+		idleReport(op, *idle)
 	}
 	time.Sleep(time.Second) // let any stray write land
 	after, err := apiserverWrites(env)
@@ -561,4 +566,33 @@ func diff(before, after sample) (total, conflicts int, byResource map[string]int
 		}
 	}
 	return total, conflicts, byResource
+}
+
+// idleReport measures what the operator does once every adoption is done:
+// CPU and handler runs should stay near zero however large the fleet.
+func idleReport(op *operatorProcess, d time.Duration) {
+	runs := func() map[string]float64 {
+		out, _ := exec.Command("curl", "-s", "http://"+metricsAddr+"/metrics").Output()
+		byHandler := map[string]float64{}
+		for _, line := range strings.Split(string(out), "\n") {
+			if strings.HasPrefix(line, "lasso_controller_total_handler_execution{") {
+				v, _ := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+				byHandler[parseLabels(line[len("lasso_controller_total_handler_execution{"):strings.LastIndexByte(line, '}')])["handler_name"]] += v
+			}
+		}
+		return byHandler
+	}
+	cpu0, _ := op.usage()
+	runs0 := runs()
+	time.Sleep(d)
+	cpu1, _ := op.usage()
+	total, busy := 0.0, []string{}
+	for h, n := range runs() {
+		if n -= runs0[h]; n > 0 {
+			total += n
+			busy = append(busy, fmt.Sprintf("%s %.0f", h, n))
+		}
+	}
+	sort.Strings(busy)
+	fmt.Printf("  idle for %s after the run: operator CPU %.2fs, handler runs %.0f %v\n", d, (cpu1 - cpu0).Seconds(), total, busy)
 }

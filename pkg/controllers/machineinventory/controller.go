@@ -81,7 +81,13 @@ func Register(ctx context.Context, inventories elementalctl.MachineInventoryCont
 		}
 		return s, nil
 	})
-	selectors.OnChange(ctx, "selector-to-machineinventory", func(_ string, mis *elementalv1.MachineInventorySelector) (*elementalv1.MachineInventorySelector, error) {
+	// Only a changed selector wakes its inventory: the selector controller's
+	// inventory-to-selector wakes the selector back (stale.Changes).
+	var selectorChanges stale.Changes
+	selectors.OnChange(ctx, "selector-to-machineinventory", func(key string, mis *elementalv1.MachineInventorySelector) (*elementalv1.MachineInventorySelector, error) {
+		if !selectorChanges.Changed(key, mis) {
+			return mis, nil
+		}
 		if mis != nil && mis.Status.MachineInventoryRef != nil && mis.Status.MachineInventoryRef.Name != "" {
 			inventories.EnqueueAfter(mis.Namespace, mis.Status.MachineInventoryRef.Name, 0) // not Enqueue: lasso rate-limits that per key (see controllers.go)
 		}

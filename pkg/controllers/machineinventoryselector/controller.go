@@ -52,6 +52,8 @@ type handler struct {
 	cleaned  cleanupWatch // quarantined hosts given up, until cleaned (quarantine.go)
 	fast     *fastPath
 	locks    keyLocks
+
+	inventoryChanges stale.Changes // inventory key → version onInventory last woke for
 }
 
 // Register wires the selector handlers and returns the allocator, which must
@@ -146,9 +148,12 @@ func (h *handler) runClaimed(key string) bool {
 	return false
 }
 
-// onInventory maps inventory events to the selector that claims it, and a
-// free inventory to an allocation pass over its namespace.
-func (h *handler) onInventory(_ string, mi *elementalv1.MachineInventory) (*elementalv1.MachineInventory, error) {
+// onInventory maps inventory changes to the selector that claims it, and a
+// free inventory to an allocation pass over its namespace. Only a changed
+// inventory wakes anyone: the inventory controller's selector-to-inventory
+// mapping wakes the inventory back (stale.Changes).
+func (h *handler) onInventory(key string, mi *elementalv1.MachineInventory) (*elementalv1.MachineInventory, error) {
+	changed := h.inventoryChanges.Changed(key, mi)
 	if mi == nil {
 		return nil, nil
 	}
@@ -157,8 +162,10 @@ func (h *handler) onInventory(_ string, mi *elementalv1.MachineInventory) (*elem
 		if h.orphaned(mi, name, uid) {
 			return mi, h.releaseOrphan(mi, name, uid)
 		}
-		h.selectors.EnqueueAfter(mi.Namespace, name, 0)
-	} else if inventory.Free(mi) {
+		if changed {
+			h.selectors.EnqueueAfter(mi.Namespace, name, 0)
+		}
+	} else if inventory.Free(mi) && changed {
 		h.alloc.Enqueue(mi.Namespace)
 	}
 	if name, ok := h.cleaned.done(mi); ok {

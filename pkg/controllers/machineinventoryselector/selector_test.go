@@ -18,6 +18,7 @@ import (
 
 	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
 	"github.com/elemental-operator/elemental-operator/pkg/plans"
+	"github.com/elemental-operator/elemental-operator/pkg/metrics"
 	"github.com/elemental-operator/elemental-operator/pkg/testenv"
 )
 
@@ -160,6 +161,44 @@ func TestAdoptionWrites(t *testing.T) {
 	for _, e := range events {
 		assert.NotEqual(t, "InventoryClaimed", e.Reason)
 	}
+}
+
+// Once every adoption is done nothing changes, so (timers of earlier tests
+// aside) no handler runs. The selector and inventory controllers each wake the
+// other's object; when they did so on every run, not only on a change, the
+// pair kept each other running forever: tens of thousands of runs a second.
+func TestQuietOnceAdopted(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	readyInventories(t, ns, "quiet", 3, map[string]string{"element": "fire"})
+	for i := 0; i < 3; i++ {
+		_, err := rancher.CreateMachine(ctx, ns, fmt.Sprintf("m%d", i), testenv.MachineOptions{Selector: fire, Script: script})
+		require.NoError(t, err)
+	}
+	for i := 0; i < 3; i++ {
+		waitSelector(t, ns, fmt.Sprintf("m%d", i), time.Minute, isReady)
+	}
+	time.Sleep(2 * time.Second) // pacing: the adoptions' last events settle first
+	metrics.Register("test")
+	before := handlerRuns(t)
+	time.Sleep(2 * time.Second)
+	runs := handlerRuns(t) - before
+	assert.Less(t, runs, 100.0, "handler runs in 2 s with nothing to do")
+}
+
+// handlerRuns sums lasso's handler execution counter over every handler.
+func handlerRuns(t *testing.T) float64 {
+	families, err := metrics.Registry.Gather()
+	require.NoError(t, err)
+	n := 0.0
+	for _, f := range families {
+		if f.GetName() == "lasso_controller_total_handler_execution" {
+			for _, m := range f.GetMetric() {
+				n += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return n
 }
 
 // selectorsTouch adds an annotation so the controller reconciles.

@@ -8,6 +8,7 @@ package machineinventoryselectortemplate
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
@@ -18,6 +19,7 @@ import (
 	"github.com/elemental-operator/elemental-operator/pkg/conditions"
 	elementalctl "github.com/elemental-operator/elemental-operator/pkg/generated/controllers/elemental.cattle.io/v1beta1"
 	"github.com/elemental-operator/elemental-operator/pkg/inventory"
+	"github.com/elemental-operator/elemental-operator/pkg/stale"
 )
 
 // coalesce batches inventory events: during a burst (a pool registering, an
@@ -33,11 +35,15 @@ type handler struct {
 func Register(ctx context.Context, templates elementalctl.MachineInventorySelectorTemplateController, inventories elementalctl.MachineInventoryController) {
 	h := &handler{templates: templates, inventories: inventories.Cache()}
 	templates.OnChange(ctx, "machineinventoryselectortemplate-capacity", h.OnChange)
-	inventories.OnChange(ctx, "inventory-to-template", func(_ string, mi *elementalv1.MachineInventory) (*elementalv1.MachineInventory, error) {
-		if mi == nil {
-			return nil, nil
+	// Only a changed (or removed) inventory triggers a recount: wrangler also
+	// runs this handler whenever anything else enqueues the inventory.
+	var changes stale.Changes
+	inventories.OnChange(ctx, "inventory-to-template", func(key string, mi *elementalv1.MachineInventory) (*elementalv1.MachineInventory, error) {
+		if !changes.Changed(key, mi) {
+			return mi, nil
 		}
-		list, err := templates.Cache().List(mi.Namespace, labels.Everything())
+		ns, _, _ := strings.Cut(key, "/")
+		list, err := templates.Cache().List(ns, labels.Everything())
 		if err != nil {
 			return mi, err
 		}
