@@ -1,11 +1,14 @@
 package machineinventoryselector
 
 import (
+	"context"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
+	"github.com/elemental-operator/elemental-operator/pkg/plans"
 )
 
 // transientDelay is how long a selector may wait on something outside the
@@ -83,4 +86,27 @@ func refName(ref *corev1.LocalObjectReference) string {
 		return ""
 	}
 	return ref.Name
+}
+
+// confirmAgentWait: a status about to say the agent has not answered yet,
+// now that the wait lasted transientDelay, is first checked against a live
+// read of the plan Secret. Under load the Secret cache trails the agent's
+// answer by seconds (it may not even show the plan yet), and writing the
+// wait would be one status write more than the ready that follows. One read
+// per wait that lasted, instead of one write.
+func (h *handler) confirmAgentWait(mis *elementalv1.MachineInventorySelector, obs observation) observation {
+	status := buildStatus(mis, obs)
+	if conditionReason(status.Conditions, elementalv1.ConditionReady) != elementalv1.ReasonSuccessfullyUpdatedPlan {
+		return obs
+	}
+	kind, key := transientOf(mis, obs, status)
+	if kind != awaitingOthers || h.deferred.Wait(mis.UID, key) > 0 {
+		return obs
+	}
+	secret, err := h.k8s.CoreV1().Secrets(obs.inventory.Namespace).Get(context.Background(), obs.inventory.Name, metav1.GetOptions{})
+	if err != nil || !plans.OwnedBy(secret, obs.inventory) {
+		return obs // the wait is written as seen; the Secret's events bring us back
+	}
+	obs.plan = plans.Observe(secret.Data, obs.checksum)
+	return obs
 }

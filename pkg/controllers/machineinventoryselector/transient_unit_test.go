@@ -3,12 +3,17 @@ package machineinventoryselector
 import (
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/utils/ptr"
 
 	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
 	"github.com/elemental-operator/elemental-operator/pkg/plans"
+	"github.com/elemental-operator/elemental-operator/pkg/stale"
 )
 
 func TestTransientOf(t *testing.T) {
@@ -51,6 +56,52 @@ func TestTransientOf(t *testing.T) {
 			kind, key := transientOf(mis, tc.obs, buildStatus(mis, tc.obs))
 			assert.Equal(t, tc.kind, kind)
 			assert.Equal(t, tc.key, key)
+		})
+	}
+}
+
+func TestConfirmAgentWait(t *testing.T) {
+	mi := unitInventory("mi-1", nil)
+	mi.UID = "mi-uid"
+	plan := []byte(`{"instructions":[]}`)
+	sum := plans.Checksum(plan)
+	owned := []metav1.OwnerReference{{APIVersion: "elemental.cattle.io/v1beta1", Kind: "MachineInventory", Name: "mi-1", UID: "mi-uid", Controller: ptr.To(true)}}
+	secret := func(owners []metav1.OwnerReference, agent map[string]string) *corev1.Secret {
+		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "mi-1", OwnerReferences: owners},
+			Data: map[string][]byte{plans.KeyPlan: plan}}
+		for k, v := range agent {
+			s.Data[k] = []byte(v)
+		}
+		return s
+	}
+	cases := []struct {
+		name   string
+		delay  time.Duration // transientDelay stand-in: 0 means the wait lasted
+		obs    observation
+		secret *corev1.Secret
+		want   elementalv1.PlanState // after the confirmation
+		reads  int
+	}{
+		{name: "the wait has not lasted: no read", delay: time.Hour, obs: observation{inventory: mi, checksum: sum},
+			secret: secret(owned, map[string]string{plans.KeyAppliedChecksum: sum}), want: "", reads: 0},
+		{name: "lasted, and the agent answered meanwhile", obs: observation{inventory: mi, checksum: sum},
+			secret: secret(owned, map[string]string{plans.KeyAppliedChecksum: sum}), want: elementalv1.PlanApplied, reads: 1},
+		{name: "lasted, and the agent failed meanwhile", obs: observation{inventory: mi, checksum: sum},
+			secret: secret(owned, map[string]string{plans.KeyFailedChecksum: sum, "failure-count": "1"}), want: elementalv1.PlanFailed, reads: 1},
+		{name: "lasted, no answer yet: written as seen", obs: observation{inventory: mi, checksum: sum},
+			secret: secret(owned, nil), want: "", reads: 1},
+		{name: "a Secret that is not the inventory's is not believed", obs: observation{inventory: mi, checksum: sum},
+			secret: secret(nil, map[string]string{plans.KeyAppliedChecksum: sum}), want: "", reads: 1},
+		{name: "not a wait on the agent: no read", obs: observation{inventory: mi, bootstrapMissing: "no data"},
+			secret: secret(owned, nil), want: "", reads: 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			k8s := fake.NewClientset(tc.secret)
+			h := &handler{k8s: k8s, deferred: stale.NewWindow(tc.delay)}
+			got := h.confirmAgentWait(unitSelector(), tc.obs)
+			assert.Equal(t, tc.want, got.plan.State)
+			assert.Len(t, k8s.Actions(), tc.reads)
 		})
 	}
 }
