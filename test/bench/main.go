@@ -298,6 +298,7 @@ func run(kind string, nInv, nSel int) (res result, err error) {
 	}
 
 	total, conflicts, byResource := diff(before, after)
+	fmt.Printf("  apiserver reads by the operator and the simulators: %v\n", reads(before, after))
 	opWrites := total - simDelta
 	fmt.Printf("\nresults: %d inventories, %d selectors, %d adoptions\n", nInv, nSel, want)
 	fmt.Printf("  time until all selectors ready (operator start → last ready): %s\n", elapsed.Round(10*time.Millisecond))
@@ -510,7 +511,8 @@ func waitFor(timeout time.Duration, check func() (bool, string)) error {
 
 type sample map[string]float64
 
-// apiserverWrites reads apiserver_request_total, keyed by "verb resource code".
+// apiserverWrites reads apiserver_request_total, keyed by "verb resource code";
+// GETs and LISTs are keyed "read VERB resource code" (see reads).
 func apiserverWrites(env *testenv.Env) (sample, error) {
 	raw, err := env.Client.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(context.Background())
 	if err != nil {
@@ -527,6 +529,9 @@ func apiserverWrites(env *testenv.Env) (sample, error) {
 		labels := parseLabels(line[len("apiserver_request_total{"):strings.LastIndexByte(line, '}')])
 		switch labels["verb"] {
 		case "POST", "PUT", "PATCH", "DELETE", "APPLY", "CREATE", "UPDATE":
+		case "GET", "LIST":
+			// Reads are kept apart: "read GET secrets" is no write.
+			labels["verb"] = "read " + labels["verb"]
 		default:
 			continue
 		}
@@ -555,7 +560,7 @@ func diff(before, after sample) (total, conflicts int, byResource map[string]int
 	byResource = map[string]int{}
 	for k, v := range after {
 		d := int(v - before[k])
-		if d == 0 {
+		if d == 0 || strings.HasPrefix(k, "read ") {
 			continue
 		}
 		parts := strings.Fields(k)
@@ -595,4 +600,16 @@ func idleReport(op *operatorProcess, d time.Duration) {
 	}
 	sort.Strings(busy)
 	fmt.Printf("  idle for %s after the run: operator CPU %.2fs, handler runs %.0f %v\n", d, (cpu1 - cpu0).Seconds(), total, busy)
+}
+
+// reads sums the GETs and LISTs between two samples by "VERB resource".
+func reads(before, after sample) map[string]int {
+	out := map[string]int{}
+	for k, v := range after {
+		if d := int(v - before[k]); d != 0 && strings.HasPrefix(k, "read ") {
+			parts := strings.Fields(k)
+			out[parts[1]+" "+parts[2]] += d
+		}
+	}
+	return out
 }

@@ -164,6 +164,7 @@ func (h *handler) bootstrap(mis *elementalv1.MachineInventorySelector, mi *eleme
 		(plans.Checksum(secret.Data[plans.KeyPlan]) == sum || secret.ResourceVersion == fromRV) {
 		obs.checksum = sum
 		obs.plan = plans.Observe(secret.Data, obs.checksum)
+		obs.planUnseen = plans.Checksum(secret.Data[plans.KeyPlan]) != sum
 		return h.writeStatusWithEvents(mis, obs)
 	}
 
@@ -204,6 +205,7 @@ func (h *handler) bootstrap(mis *elementalv1.MachineInventorySelector, mi *eleme
 			msg += "; labels the kubelet refuses were left out: " + strings.Join(dropped, ", ")
 		}
 		h.recorder.Event(mis, corev1.EventTypeNormal, "BootstrapPlanWritten", msg)
+		obs.planUnseen = true // the cache shows the Secret as it was
 	}
 	h.planned.set(mis.UID, mi.Name, obs.checksum, secret.ResourceVersion)
 	// The agent cannot have applied the new plan yet, but a re-write after a

@@ -17,8 +17,8 @@ import (
 	"k8s.io/client-go/util/retry"
 
 	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
-	"github.com/elemental-operator/elemental-operator/pkg/plans"
 	"github.com/elemental-operator/elemental-operator/pkg/metrics"
+	"github.com/elemental-operator/elemental-operator/pkg/plans"
 	"github.com/elemental-operator/elemental-operator/pkg/testenv"
 )
 

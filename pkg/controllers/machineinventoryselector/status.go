@@ -40,6 +40,10 @@ type observation struct {
 	// checksum of the bootstrap plan written for this selector.
 	checksum string
 	plan     plans.Observed
+	// planUnseen: our cache does not show the bootstrap plan this process
+	// wrote yet, so the agent (watching the same API server) may not either:
+	// the wait is on the watch, not on the agent.
+	planUnseen bool
 	// releasedHosts are quarantined inventories this selector gave up whose
 	// hosts have not applied the cleanup plan yet ("name (reason)").
 	releasedHosts []string

@@ -29,7 +29,8 @@ const transientDelay = 5 * time.Second
 //     so it costs no write however many selectors arrive together.
 //   - waiting for the owner Machine or for the agent: held back until the
 //     same state has lasted transientDelay (measured from when this process
-//     first saw it, not from when its queue got to it), then written.
+//     first saw it, not from when its queue got to it), then written. The
+//     agent's clock starts only once our cache shows the plan we wrote.
 //
 // Everything else (ready, failures, waits with a reason such as missing
 // bootstrap data, pause) is written at once. So is a status that clears or
@@ -40,6 +41,11 @@ func (h *handler) deferTransient(mis *elementalv1.MachineInventorySelector, obs 
 	case awaitingVerdict:
 		// The allocator wakes us with its verdict (onJudged).
 		return !obs.judged
+	case awaitingWatch:
+		// The plan Secret's event brings us back; the clock starts then.
+		h.deferred.Forget(mis.UID)
+		h.selectors.EnqueueAfter(mis.Namespace, mis.Name, transientDelay) // a safety net, not the mechanism
+		return true
 	case awaitingOthers:
 		wait := h.deferred.Wait(mis.UID, key)
 		if wait == 0 {
@@ -64,6 +70,10 @@ const (
 	// awaitingOthers: waiting for the owner Machine or the agent; held
 	// until the state (the key) has lasted transientDelay.
 	awaitingOthers
+	// awaitingWatch: the bootstrap plan is written but our cache does not
+	// show it yet. Under load that lag alone can last longer than
+	// transientDelay; the agent's wait only starts once the plan is out.
+	awaitingWatch
 )
 
 // transientOf is deferTransient's pure decision: the kind of status being
@@ -75,6 +85,8 @@ func transientOf(mis *elementalv1.MachineInventorySelector, obs observation, sta
 	case refName(mis.Status.MachineInventoryRef) != "" && refName(mis.Status.MachineInventoryRef) != refName(status.MachineInventoryRef):
 	case reason == elementalv1.ReasonWaitingForInventory && !obs.waitingMachine && obs.selectorErr == nil:
 		return awaitingVerdict, ""
+	case reason == elementalv1.ReasonSuccessfullyUpdatedPlan && obs.planUnseen:
+		return awaitingWatch, ""
 	case reason == elementalv1.ReasonWaitingForInventory, reason == elementalv1.ReasonSuccessfullyUpdatedPlan:
 		return awaitingOthers, reason + "/" + status.BootstrapPlanChecksum
 	}

@@ -39,6 +39,7 @@ func TestTransientOf(t *testing.T) {
 		{name: "invalid selector is written at once", obs: observation{selectorErr: errors.New("bad")}, kind: notTransient},
 		{name: "waiting for the agent, keyed by checksum", obs: observation{inventory: mi, checksum: "sum"}, kind: awaitingOthers,
 			key: elementalv1.ReasonSuccessfullyUpdatedPlan + "/sum"},
+		{name: "waiting for the agent, our cache does not show the plan yet", obs: observation{inventory: mi, checksum: "sum", planUnseen: true}, kind: awaitingWatch},
 		{name: "missing bootstrap data is written at once", obs: observation{inventory: mi, bootstrapMissing: "no data"}, kind: notTransient},
 		{name: "failed plan is written at once", obs: observation{inventory: mi, checksum: "sum", plan: plans.Observed{State: elementalv1.PlanFailed}}, kind: notTransient},
 		{name: "ready is written at once", obs: observation{inventory: mi, checksum: "sum", plan: plans.Observed{State: elementalv1.PlanApplied}}, kind: notTransient},
@@ -92,6 +93,8 @@ func TestConfirmAgentWait(t *testing.T) {
 			secret: secret(owned, nil), want: "", reads: 1},
 		{name: "a Secret that is not the inventory's is not believed", obs: observation{inventory: mi, checksum: sum},
 			secret: secret(nil, map[string]string{plans.KeyAppliedChecksum: sum}), want: "", reads: 1},
+		{name: "the plan is not in our cache yet: not the agent's wait, no read", obs: observation{inventory: mi, checksum: sum, planUnseen: true},
+			secret: secret(owned, map[string]string{plans.KeyAppliedChecksum: sum}), want: "", reads: 0},
 		{name: "not a wait on the agent: no read", obs: observation{inventory: mi, bootstrapMissing: "no data"},
 			secret: secret(owned, nil), want: "", reads: 0},
 	}
