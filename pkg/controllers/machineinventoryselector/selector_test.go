@@ -115,18 +115,11 @@ func TestAdoptionBootstrapAndReady(t *testing.T) {
 // the selector's status (claim, plan and ready at once) and the inventory's
 // status (claimed and provisioned at once). Events are not counted.
 func TestAdoptionWrites(t *testing.T) {
-	ctx := context.Background()
 	ns := namespace(t)
 	readyInventories(t, ns, "fire", 5, map[string]string{"element": "fire"})
 	time.Sleep(time.Second) // pacing, not an assertion: registration writes land before the count starts
 	before := writes.InNamespace(ns)
-	for i := 0; i < 5; i++ {
-		_, err := rancher.CreateMachine(ctx, ns, fmt.Sprintf("m%d", i), testenv.MachineOptions{Selector: fire, Script: script})
-		require.NoError(t, err)
-	}
-	for i := 0; i < 5; i++ {
-		waitSelector(t, ns, fmt.Sprintf("m%d", i), time.Minute, isReady)
-	}
+	adoptFire(t, ns, 5)
 	eventually(t, 30*time.Second, func() error {
 		list, err := inventories.List(ns, metav1.ListOptions{})
 		if err != nil {
@@ -168,16 +161,9 @@ func TestAdoptionWrites(t *testing.T) {
 // other's object; when they did so on every run, not only on a change, the
 // pair kept each other running forever: tens of thousands of runs a second.
 func TestQuietOnceAdopted(t *testing.T) {
-	ctx := context.Background()
 	ns := namespace(t)
 	readyInventories(t, ns, "quiet", 3, map[string]string{"element": "fire"})
-	for i := 0; i < 3; i++ {
-		_, err := rancher.CreateMachine(ctx, ns, fmt.Sprintf("m%d", i), testenv.MachineOptions{Selector: fire, Script: script})
-		require.NoError(t, err)
-	}
-	for i := 0; i < 3; i++ {
-		waitSelector(t, ns, fmt.Sprintf("m%d", i), time.Minute, isReady)
-	}
+	adoptFire(t, ns, 3)
 	time.Sleep(2 * time.Second) // pacing: the adoptions' last events settle first
 	metrics.Register("test")
 	before := handlerRuns(t)
@@ -199,6 +185,19 @@ func handlerRuns(t *testing.T) float64 {
 		}
 	}
 	return n
+}
+
+// adoptFire creates Machines m0…m<n-1> whose selectors match element=fire
+// and waits until every one is ready.
+func adoptFire(t *testing.T, ns string, n int) {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		_, err := rancher.CreateMachine(context.Background(), ns, fmt.Sprintf("m%d", i), testenv.MachineOptions{Selector: fire, Script: script})
+		require.NoError(t, err)
+	}
+	for i := 0; i < n; i++ {
+		waitSelector(t, ns, fmt.Sprintf("m%d", i), time.Minute, isReady)
+	}
 }
 
 // selectorsTouch adds an annotation so the controller reconciles.
