@@ -5,6 +5,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	elementalv1 "github.com/elemental-operator/elemental-operator/pkg/apis/elemental.cattle.io/v1beta1"
@@ -108,7 +109,8 @@ func refName(ref *corev1.LocalObjectReference) string {
 // per wait that lasted, instead of one write.
 func (h *handler) confirmAgentWait(mis *elementalv1.MachineInventorySelector, obs observation) observation {
 	status := buildStatus(mis, obs)
-	if conditionReason(status.Conditions, elementalv1.ConditionReady) != elementalv1.ReasonSuccessfullyUpdatedPlan {
+	if conditionReason(status.Conditions, elementalv1.ConditionReady) != elementalv1.ReasonSuccessfullyUpdatedPlan ||
+		apiequality.Semantic.DeepEqual(mis.Status, status) { // written already: nothing to spare
 		return obs
 	}
 	kind, key := transientOf(mis, obs, status)

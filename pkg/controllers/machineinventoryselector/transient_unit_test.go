@@ -107,4 +107,14 @@ func TestConfirmAgentWait(t *testing.T) {
 			assert.Len(t, k8s.Actions(), tc.reads)
 		})
 	}
+	t.Run("the wait is written already: no read", func(t *testing.T) {
+		k8s := fake.NewClientset(secret(owned, map[string]string{plans.KeyAppliedChecksum: sum}))
+		h := &handler{k8s: k8s, deferred: stale.NewWindow(0)}
+		mis := unitSelector()
+		waiting := observation{inventory: mi, checksum: sum}
+		mis.Status = buildStatus(mis, waiting)
+		got := h.confirmAgentWait(mis, waiting)
+		assert.Empty(t, got.plan.State)
+		assert.Empty(t, k8s.Actions())
+	})
 }
