@@ -240,8 +240,7 @@ func (h *handler) bootstrapData(mis *elementalv1.MachineInventorySelector) ([]by
 // writeStatusWithEvents records plan outcome transitions, then writes.
 func (h *handler) writeStatusWithEvents(mis *elementalv1.MachineInventorySelector, obs observation) (*elementalv1.MachineInventorySelector, error) {
 	obs.releasedHosts = h.releasedHosts(mis)
-	obs = h.confirmAgentWait(mis, obs)
-	status := buildStatus(mis, obs)
+	obs, status := h.confirmAgentWait(mis, obs)
 	if !apiequality.Semantic.DeepEqual(mis.Status, status) {
 		before := conditionReason(mis.Status.Conditions, elementalv1.ConditionBootstrapReady)
 		after := conditionReason(status.Conditions, elementalv1.ConditionBootstrapReady)

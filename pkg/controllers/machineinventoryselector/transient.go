@@ -106,21 +106,22 @@ func refName(ref *corev1.LocalObjectReference) string {
 // read of the plan Secret. Under load the Secret cache trails the agent's
 // answer by seconds (it may not even show the plan yet), and writing the
 // wait would be one status write more than the ready that follows. One read
-// per wait that lasted, instead of one write.
-func (h *handler) confirmAgentWait(mis *elementalv1.MachineInventorySelector, obs observation) observation {
+// per wait that lasted, instead of one write. It returns the observation
+// and the status built from it.
+func (h *handler) confirmAgentWait(mis *elementalv1.MachineInventorySelector, obs observation) (observation, elementalv1.MachineInventorySelectorStatus) {
 	status := buildStatus(mis, obs)
 	if conditionReason(status.Conditions, elementalv1.ConditionReady) != elementalv1.ReasonSuccessfullyUpdatedPlan ||
 		apiequality.Semantic.DeepEqual(mis.Status, status) { // written already: nothing to spare
-		return obs
+		return obs, status
 	}
 	kind, key := transientOf(mis, obs, status)
 	if kind != awaitingOthers || h.deferred.Wait(mis.UID, key) > 0 {
-		return obs
+		return obs, status
 	}
 	secret, err := h.k8s.CoreV1().Secrets(obs.inventory.Namespace).Get(context.Background(), obs.inventory.Name, metav1.GetOptions{})
 	if err != nil || !plans.OwnedBy(secret, obs.inventory) {
-		return obs // the wait is written as seen; the Secret's events bring us back
+		return obs, status // the wait is written as seen; the Secret's events bring us back
 	}
 	obs.plan = plans.Observe(secret.Data, obs.checksum)
-	return obs
+	return obs, buildStatus(mis, obs)
 }

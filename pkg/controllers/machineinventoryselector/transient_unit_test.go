@@ -102,7 +102,11 @@ func TestConfirmAgentWait(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			k8s := fake.NewClientset(tc.secret)
 			h := &handler{k8s: k8s, deferred: stale.NewWindow(tc.delay)}
-			got := h.confirmAgentWait(unitSelector(), tc.obs)
+			got, status := h.confirmAgentWait(unitSelector(), tc.obs)
+			want := buildStatus(unitSelector(), got)
+			assert.Equal(t, conditionReason(want.Conditions, elementalv1.ConditionReady), conditionReason(status.Conditions, elementalv1.ConditionReady),
+				"the status is the observation's")
+			assert.Equal(t, want.Ready, status.Ready)
 			assert.Equal(t, tc.want, got.plan.State)
 			assert.Len(t, k8s.Actions(), tc.reads)
 		})
@@ -113,7 +117,7 @@ func TestConfirmAgentWait(t *testing.T) {
 		mis := unitSelector()
 		waiting := observation{inventory: mi, checksum: sum}
 		mis.Status = buildStatus(mis, waiting)
-		got := h.confirmAgentWait(mis, waiting)
+		got, _ := h.confirmAgentWait(mis, waiting)
 		assert.Empty(t, got.plan.State)
 		assert.Empty(t, k8s.Actions())
 	})
